@@ -1,0 +1,52 @@
+# The two set-up commands of the README:
+#   make demo   install, index beir/scifact with splade-tiny, search, evaluate
+#   make test   install (if missing), run the test suite
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+SHARED ?= ../shared/data
+INDEX  := indexes/scifact-splade-tiny
+
+# ir_datasets writes caches next to its archives, so it gets a writable copy
+# of the offline seed in ../shared when there is one (a real user's
+# ir_datasets simply downloads). The bundled models need no hub access.
+export IR_DATASETS_HOME ?= $(CURDIR)/.cache/ir_datasets
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+
+.PHONY: demo test install seed clean bench
+
+install: $(VENV)/.installed
+
+# torch first: the exact CPU build, so no other spec pulls a CUDA build.
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e ".[models,test]"
+	touch $@
+
+seed:
+	@if [ -d "$(SHARED)/ir_datasets" ] && [ ! -d "$(IR_DATASETS_HOME)" ]; then \
+		mkdir -p "$(dir $(IR_DATASETS_HOME))" && cp -r "$(SHARED)/ir_datasets" "$(IR_DATASETS_HOME)"; \
+		echo "seeded IR_DATASETS_HOME=$(IR_DATASETS_HOME) from $(SHARED)/ir_datasets"; fi
+
+$(INDEX)/manifest.json: | install seed
+	$(BIN)/lsr index beir/scifact --model splade-tiny --output $(INDEX) --overwrite
+
+demo: install seed $(INDEX)/manifest.json
+	$(BIN)/lsr search $(INDEX) "vitamin D deficiency and bone fractures" -k 5
+	$(BIN)/lsr search $(INDEX) "gene expression in cancer stem cells" -k 5
+	$(BIN)/lsr search $(INDEX) "does smoking increase the risk of COVID-19" -k 5
+	@echo "Evaluating on beir/scifact/test (300 queries):"
+	$(BIN)/lsr eval $(INDEX) beir/scifact/test --metrics nDCG@10 --metrics R@100
+
+test: install seed
+	$(BIN)/python -m pytest -q
+
+bench: install seed
+	$(BIN)/pip install --quiet -e ".[bench]"
+	$(BIN)/python bench/encode_throughput.py
+	$(BIN)/python bench/reference_check.py
+
+clean:
+	rm -rf $(VENV) .cache indexes

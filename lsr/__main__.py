@@ -1,0 +1,3 @@
+from lsr.cli.app import main
+
+main()

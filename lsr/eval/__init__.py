@@ -1,0 +1,4 @@
+"""Metrics (ir-measures), BEIR conventions and TREC run files."""
+from .metrics import DEFAULT_METRICS, evaluate, parse_metrics, read_trec_run, run_from_results, write_trec_run
+
+__all__ = ["evaluate", "parse_metrics", "run_from_results", "read_trec_run", "write_trec_run", "DEFAULT_METRICS"]

@@ -1,0 +1,100 @@
+"""Evaluation with ir-measures, BEIR conventions, and TREC run files.
+
+A run is ``{query_id: {doc_id: score}}``. Conventions (as BEIR's own
+evaluation): hits whose doc id equals the query id are dropped, and the mean
+is taken over every judged query that was searched; a judged query with no
+hits counts as 0 rather than disappearing from the average.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from ..errors import DataError
+
+DEFAULT_METRICS = ("nDCG@10", "R@100", "RR@10")
+Run = dict[str, dict[str, float]]
+
+
+def parse_metrics(metrics: Iterable[str] | str | None):
+    import ir_measures
+    if metrics is None:
+        metrics = DEFAULT_METRICS
+    if isinstance(metrics, str):
+        metrics = [m for m in metrics.replace(",", " ").split() if m]
+    out = []
+    for m in metrics:
+        try:
+            out.append(ir_measures.parse_measure(m))
+        except Exception:
+            raise DataError(f"unknown metric {m!r} (any ir-measures name works, e.g. nDCG@10, R@100, RR@10, MAP)") from None
+    return out
+
+
+def run_from_results(query_ids: Sequence[str], doc_ids: np.ndarray, scores: np.ndarray,
+                     drop_self: bool = True) -> Run:
+    """Turn (n_queries, k) result arrays into a run; padding ('' ids) is skipped."""
+    run: Run = {}
+    for qid, ids, sc in zip(query_ids, doc_ids, scores):
+        hits = {}
+        for d, s in zip(ids, sc):
+            if d == "" or (drop_self and d == qid):
+                continue
+            hits[str(d)] = float(s)
+        run[str(qid)] = hits
+    return run
+
+
+def evaluate(run: Run, qrels: dict, metrics=None, per_query: bool = False):
+    """Mean of each metric over the judged queries present in ``run``.
+
+    Returns ``{"nDCG@10": 0.64, ...}``; with ``per_query=True`` also the
+    per-query values ``{metric: {qid: value}}``.
+    """
+    import ir_measures
+    measures = parse_metrics(metrics)
+    judged = [q for q in run if q in qrels]
+    if not judged:
+        raise DataError("no searched query has relevance judgements (do the query ids match the qrels?)")
+    qrels_list = [ir_measures.Qrel(q, d, int(r)) for q in judged for d, r in qrels[q].items()]
+    run_list = [ir_measures.ScoredDoc(q, d, s) for q in judged for d, s in run[q].items()]
+    values = {str(m): {q: 0.0 for q in judged} for m in measures}
+    for pq in ir_measures.iter_calc(measures, qrels_list, run_list):
+        values[str(pq.measure)][pq.query_id] = float(pq.value)
+    means = {m: float(np.mean(list(v.values()))) for m, v in values.items()}
+    return (means, values) if per_query else means
+
+
+def write_trec_run(path, run: Run, tag: str = "lsr") -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        for qid, hits in run.items():
+            ranked = sorted(hits.items(), key=lambda x: (-x[1], x[0]))
+            for rank, (did, score) in enumerate(ranked, 1):
+                f.write(f"{qid} Q0 {did} {rank} {score:.6f} {tag}\n")
+    tmp.replace(path)
+    return path
+
+
+def read_trec_run(path) -> Run:
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"run file not found: {path}")
+    run: Run = {}
+    with open(path) as f:
+        for line_no, line in enumerate(f, 1):
+            fields = line.split()
+            if not fields:
+                continue
+            if len(fields) != 6:
+                raise DataError(f"{path}:{line_no}: expected 6 fields (qid Q0 docid rank score tag), found {len(fields)}")
+            try:
+                score = float(fields[4])
+            except ValueError:
+                raise DataError(f"{path}:{line_no}: score {fields[4]!r} is not a number") from None
+            run.setdefault(fields[0], {})[fields[2]] = score
+    return run

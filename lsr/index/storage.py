@@ -1,0 +1,133 @@
+"""Index directories: a manifest plus files, written atomically, checked on load.
+
+Layout::
+
+    DIR/manifest.json   format tag and version, index type, parameters,
+                        encoder and vocabulary identity, counts, and for every
+                        file its size and sha256
+    DIR/*.npy           arrays, memory-mapped on load
+    DIR/...             other files the index type or the doc store owns
+
+A build writes everything into ``.DIR.tmp-<pid>`` next to DIR, writes the
+manifest last, then renames the folder into place. An interrupted build
+leaves only the temporary folder, which ``load`` never looks at.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import IndexError_
+
+FORMAT = "lsr-index"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+
+
+def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(chunk)
+            if not b:
+                return h.hexdigest()
+            h.update(b)
+
+
+@contextmanager
+def atomic_dir(target: Path, overwrite: bool = False):
+    """Yield a temporary folder; on success it replaces ``target`` atomically."""
+    target = Path(target)
+    if target.exists() and not overwrite:
+        raise IndexError_(f"{target} already exists (pass overwrite=True / --overwrite to replace it)")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = None
+    if target.exists():
+        old = target.parent / f".{target.name}.old-{os.getpid()}"
+        os.replace(target, old)
+    os.replace(tmp, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def write_manifest(folder: Path, index_type: str, meta: dict) -> dict:
+    """Checksum every file in ``folder`` and write the manifest (last)."""
+    files = {}
+    for p in sorted(folder.rglob("*")):
+        if p.is_file() and p.name != MANIFEST:
+            files[p.relative_to(folder).as_posix()] = {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "index_type": index_type,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **meta,
+        "files": files,
+    }
+    tmp = folder / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2))
+    os.replace(tmp, folder / MANIFEST)
+    return manifest
+
+
+def read_manifest(folder: Path) -> dict:
+    folder = Path(folder)
+    if not folder.exists():
+        raise IndexError_(f"index not found: {folder}")
+    if not folder.is_dir():
+        raise IndexError_(f"{folder} is a file, not an index directory")
+    path = folder / MANIFEST
+    if not path.exists():
+        raise IndexError_(f"{folder} is not an lsr index (no {MANIFEST}; an interrupted build never writes one)")
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise IndexError_(f"{path}: corrupt manifest ({e})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise IndexError_(f"{path}: not an lsr index manifest")
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION:
+        raise IndexError_(f"{folder}: index format version {version} is not supported by this lsr "
+                          f"(expects {FORMAT_VERSION}); rebuild the index with `lsr index`")
+    return manifest
+
+
+def verify_files(folder: Path, manifest: dict, checksums: bool = True) -> None:
+    """Refuse missing, truncated or altered files."""
+    for name, info in manifest.get("files", {}).items():
+        p = folder / name
+        if not p.exists():
+            raise IndexError_(f"{folder}: file {name} listed in the manifest is missing")
+        size = p.stat().st_size
+        if size != info["bytes"]:
+            raise IndexError_(f"{folder}: file {name} is {size} bytes, manifest says {info['bytes']} (truncated?)")
+        if checksums and sha256_file(p) != info["sha256"]:
+            raise IndexError_(f"{folder}: checksum mismatch for {name} (file corrupted)")
+
+
+def save_array(folder: Path, name: str, array: np.ndarray) -> None:
+    np.save(folder / f"{name}.npy", np.ascontiguousarray(array), allow_pickle=False)
+
+
+def load_array(folder: Path, name: str, mmap: bool = True) -> np.ndarray:
+    path = folder / f"{name}.npy"
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (ValueError, OSError) as e:
+        raise IndexError_(f"{path}: unreadable array ({e})") from None

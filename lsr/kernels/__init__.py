@@ -1,0 +1,1 @@
+"""Numba kernels (no torch). Compiled on first use and cached on disk."""

@@ -1,0 +1,170 @@
+"""End-to-end flows: dataset -> encoder -> index, and text -> hits -> metrics.
+
+The CLI is a thin layer over these functions; the index package stays
+torch-free, and the encoder is loaded only when a query has to be encoded.
+"""
+from __future__ import annotations
+
+import shutil
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from .data import Dataset, load_dataset
+from .errors import DataError, IndexError_, ModelError, QueryError
+from .index import INDEX_TYPES, DocStore, load_index
+
+
+def _partial_dir(output: Path) -> Path:
+    return output.parent / f"{output.name}.partial"
+
+
+def build_index(dataset: str | Dataset, model: str | None, output, index_type: str = "exact",
+                max_length: int = 256, batch_size: int = 32, overwrite: bool = False,
+                progress: bool = True, shard_size: int = 10000, split: str | None = None,
+                keep_vectors: bool = True, params: dict | None = None):
+    """Encode a dataset (or reuse a folder written by ``lsr encode``) and build an index.
+
+    Encoding goes to ``<output>.partial/vectors`` and resumes there after an
+    interruption; the index appears at ``output`` only when complete.
+    """
+    from .encoders.shards import encode_corpus, read_settings, shard_paths
+    from .index.docs import write_docstore
+    from .sparse import read_vectors
+
+    output = Path(output)
+    if index_type not in INDEX_TYPES:
+        raise IndexError_(f"unknown index type {index_type!r} (choose from {', '.join(INDEX_TYPES)})")
+    if output.exists() and not overwrite:
+        raise IndexError_(f"{output} already exists (use --overwrite to replace it)")
+
+    pre_encoded = read_settings(Path(dataset)) if isinstance(dataset, (str, Path)) and Path(dataset).is_dir() else None
+    if pre_encoded is not None:
+        # A folder written by `lsr encode`: index its vectors as they are.
+        if not pre_encoded.get("complete"):
+            raise DataError(f"{dataset}: encoding is incomplete; rerun `lsr encode` to finish it")
+        if model and model != pre_encoded["model"]:
+            raise ModelError(f"{dataset} was encoded with {pre_encoded['model']!r}, not {model!r}")
+        shards, encoder_info, docs_source = shard_paths(Path(dataset)), pre_encoded, None
+        try:
+            docs_source = load_dataset(pre_encoded["dataset"])
+        except DataError:
+            docs_source = None  # no doc store if the original corpus is gone
+        vectors_dir = None
+    else:
+        from .encoders import load_encoder
+        if not model:
+            raise ModelError("no model given (use --model, e.g. --model splade-tiny)")
+        ds = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, split=split)
+        encoder = load_encoder(model, max_length=max_length, batch_size=batch_size)
+        vectors_dir = _partial_dir(output) / "vectors"
+        shards = encode_corpus(ds, encoder, vectors_dir, shard_size=shard_size, progress=progress,
+                               dataset_name=str(dataset) if not isinstance(dataset, Dataset) else ds.name)
+        encoder_info, docs_source = read_settings(vectors_dir), ds
+
+    ids, vectors = read_vectors(shards)
+    index = INDEX_TYPES[index_type].build(vectors, ids, **(params or {}))
+    meta = {"encoder": {"name": encoder_info["model"], "kind": encoder_info.get("kind", "splade"),
+                        "max_length": encoder_info["max_length"]},
+            "dataset": encoder_info.get("dataset")}
+
+    def extras(tmp: Path):
+        if docs_source is not None:
+            write_docstore(tmp, docs_source.docs(), index.doc_ids)
+        if keep_vectors and vectors_dir is not None:
+            shutil.copytree(vectors_dir, tmp / "vectors")
+
+    index.save(output, overwrite=overwrite, meta=meta, extra_writer=extras)
+    if vectors_dir is not None:
+        shutil.rmtree(_partial_dir(output), ignore_errors=True)
+    return index
+
+
+@dataclass
+class Hit:
+    doc_id: str
+    score: float
+    title: str | None = None
+    text: str | None = None
+
+    def to_dict(self) -> dict:
+        d = {"doc_id": self.doc_id, "score": self.score}
+        if self.title:
+            d["title"] = self.title
+        return d
+
+
+class Searcher:
+    """An index plus the encoder recorded in it; the encoder loads on first query."""
+
+    def __init__(self, index_dir, verify: bool = True, model: str | None = None):
+        self.index = load_index(index_dir, verify=verify)
+        self.index_dir = Path(index_dir)
+        self.docstore = DocStore.load(self.index_dir)
+        info = self.index.manifest.get("encoder") or {}
+        self.model_name = model or info.get("name")
+        self.max_length = int(info.get("max_length", 256))
+        self._encoder = None
+        self._lock = threading.Lock()
+
+    @property
+    def encoder(self):
+        with self._lock:
+            if self._encoder is None:
+                if not self.model_name:
+                    raise ModelError(f"{self.index_dir} does not record its model; pass one explicitly")
+                from .encoders import load_encoder
+                self._encoder = load_encoder(self.model_name, max_length=self.max_length)
+                if self._encoder.vocab.fingerprint != self.index.vocab.fingerprint:
+                    raise ModelError(f"model {self.model_name!r} has a different vocabulary than "
+                                     f"the index {self.index_dir}")
+        return self._encoder
+
+    def encode_queries(self, texts: Sequence[str]):
+        for i, t in enumerate(texts):
+            if not isinstance(t, str) or not t.strip():
+                raise QueryError("query is empty" if len(texts) == 1 else f"query {i} is empty")
+        return self.encoder.encode_queries(list(texts))
+
+    def batch_search(self, texts: Sequence[str], k: int = 10, threads: int | None = None):
+        """(doc_ids, scores) arrays of shape (n_queries, k)."""
+        return self.index.batch_search(self.encode_queries(texts), k, threads=threads)
+
+    def search(self, text: str, k: int = 10) -> list[Hit]:
+        numbers, scores = self.index.search_numbers(self.encode_queries([text]), k, threads=1)
+        keep = [(int(n), float(s)) for n, s in zip(numbers[0], scores[0]) if n >= 0]
+        ids = self.index.doc_ids.take([n for n, _ in keep])
+        docs = self.docstore.get([n for n, _ in keep]) if self.docstore else [None] * len(keep)
+        return [Hit(str(i), s, d["title"] if d else None, d["text"] if d else None)
+                for i, (_, s), d in zip(ids, keep, docs)]
+
+
+def evaluate_index(searcher: Searcher, dataset: Dataset, metrics=None, k: int | None = None,
+                   run_path=None, batch_size: int = 256, progress: bool = True) -> dict:
+    """Search every judged query of ``dataset`` and compute the metrics."""
+    from tqdm.auto import tqdm
+
+    from .eval import evaluate, parse_metrics, run_from_results, write_trec_run
+    measures = parse_metrics(metrics)
+    qrels = dataset.qrels()
+    queries = [q for q in dataset.queries() if q.query_id in qrels]
+    if not queries:
+        raise DataError(f"dataset {dataset.name!r} has no queries with relevance judgements")
+    if k is None:
+        cutoffs = [getattr(m, "params", {}).get("cutoff") for m in measures]
+        k = max([c for c in cutoffs if c] or [1000]) if all(cutoffs) else 1000
+        k += 1  # room for the self-hit BEIR drops
+    empty = [q.query_id for q in queries if not q.text.strip()]
+    if empty:
+        raise QueryError(f"dataset {dataset.name!r}: query {empty[0]!r} is empty")
+    run = {}
+    with tqdm(total=len(queries), unit="query", desc="searching", disable=not progress, mininterval=1.0) as bar:
+        for start in range(0, len(queries), batch_size):
+            part = queries[start:start + batch_size]
+            ids, scores = searcher.batch_search([q.text for q in part], k)
+            run.update(run_from_results([q.query_id for q in part], ids, scores))
+            bar.update(len(part))
+    if run_path:
+        write_trec_run(run_path, run)
+    return evaluate(run, qrels, measures)

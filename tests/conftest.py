@@ -1,0 +1,34 @@
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))  # the independent reference (bench/reference.py)
+SHARED = ROOT.parent / "shared" / "data"
+BEIR = SHARED / "beir"
+
+# Fail fast instead of trying the (unreachable) hub; only bundled models are used.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if "IR_DATASETS_HOME" not in os.environ and (SHARED / "ir_datasets").is_dir():
+    home = ROOT / ".cache" / "ir_datasets"
+    if not home.exists():  # ir_datasets writes next to its archives: never point it at shared/
+        shutil.copytree(SHARED / "ir_datasets", home)
+    os.environ["IR_DATASETS_HOME"] = str(home)
+
+needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="needs ../shared/data (real BEIR collections)")
+
+
+@pytest.fixture(scope="session")
+def splade_tiny():
+    from lsr.encoders import load_encoder
+    return load_encoder("splade-tiny", max_length=256)
+
+
+@pytest.fixture
+def fixtures_dir():
+    return ROOT / "data" / "fixtures"

@@ -1,0 +1,17 @@
+"""Every Python block in README.md and docs/*.md runs as written."""
+import re
+
+import pytest
+
+from conftest import ROOT, needs_shared
+
+BLOCKS = [(p.relative_to(ROOT).as_posix(), i, code)
+          for p in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+          for i, code in enumerate(re.findall(r"```python\n(.*?)```", p.read_text(), re.S))]
+
+
+@needs_shared
+@pytest.mark.parametrize("path,i,code", BLOCKS, ids=[f"{p}#{i}" for p, i, _ in BLOCKS])
+def test_doc_example_runs(path, i, code, monkeypatch, capsys):
+    monkeypatch.chdir(ROOT)
+    exec(compile(code, f"{path}#python-block-{i}", "exec"), {})
