@@ -46,7 +46,7 @@ def build_index(dataset: str | Dataset, model: str | None, output, index_type: s
             raise DataError(f"{dataset}: encoding is incomplete; rerun `lsr encode` to finish it")
         if model and model != pre_encoded["model"]:
             raise ModelError(f"{dataset} was encoded with {pre_encoded['model']!r}, not {model!r}")
-        shards, encoder_info, docs_source = shard_paths(Path(dataset)), pre_encoded, None
+        shards, encoder_info = shard_paths(Path(dataset)), pre_encoded
         try:
             docs_source = load_dataset(pre_encoded["dataset"])
         except DataError:
@@ -73,6 +73,8 @@ def build_index(dataset: str | Dataset, model: str | None, output, index_type: s
         if docs_source is not None:
             write_docstore(tmp, docs_source.docs(), index.doc_ids)
         if keep_vectors and vectors_dir is not None:
+            # Copy, not move: if the save fails after this, the encoded
+            # shards must still be in .partial for the next attempt.
             shutil.copytree(vectors_dir, tmp / "vectors")
 
     index.save(output, overwrite=overwrite, meta=meta, extra_writer=extras)
@@ -141,8 +143,13 @@ class Searcher:
 
 
 def evaluate_index(searcher: Searcher, dataset: Dataset, metrics=None, k: int | None = None,
-                   run_path=None, batch_size: int = 256, progress: bool = True) -> dict:
-    """Search every judged query of ``dataset`` and compute the metrics."""
+                   run_path=None, batch_size: int = 256, progress: bool = True, drop_self: bool = True) -> dict:
+    """Search every judged query of ``dataset`` and compute the metrics.
+
+    ``drop_self`` applies BEIR's rule of discarding a hit whose doc id equals
+    the query id (BEIR's default; turn it off for collections whose query and
+    doc ids share a namespace by accident).
+    """
     from tqdm.auto import tqdm
 
     from .eval import evaluate, parse_metrics, run_from_results, write_trec_run
@@ -163,7 +170,7 @@ def evaluate_index(searcher: Searcher, dataset: Dataset, metrics=None, k: int | 
         for start in range(0, len(queries), batch_size):
             part = queries[start:start + batch_size]
             ids, scores = searcher.batch_search([q.text for q in part], k)
-            run.update(run_from_results([q.query_id for q in part], ids, scores))
+            run.update(run_from_results([q.query_id for q in part], ids, scores, drop_self=drop_self))
             bar.update(len(part))
     if run_path:
         write_trec_run(run_path, run)

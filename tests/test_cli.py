@@ -138,3 +138,29 @@ def test_med_end_to_end_matches_independent_reference(tmp_path):
     assert abs(ours["nDCG@10"] - reference["ndcg_cut_10"]) <= 0.005, (ours, reference)
     assert abs(ours["R@100"] - reference["recall_100"]) <= 0.01, (ours, reference)
     assert ours["nDCG@10"] > 0.5 and ours["R@100"] > 0.7  # a working retriever on MED, not noise
+
+
+def test_self_hits_dropped_unless_kept(tiny_index, tmp_path):
+    from conftest import ROOT
+    q = tmp_path / "q.jsonl"
+    q.write_text('{"_id": "d1", "text": "vitamin D and bone fractures"}\n')
+    r = tmp_path / "qrels.tsv"
+    r.write_text("query-id\tcorpus-id\tscore\nd1\td1\t1\n")
+    base = ["eval", tiny_index, ROOT / "data/fixtures/tiny_corpus.jsonl", "--queries", q, "--qrels", r,
+            "--metrics", "RR@10", "--json"]
+    assert json.loads(run(*base).stdout)["RR@10"] == 0.0  # BEIR: the self-hit is discarded
+    assert json.loads(run(*base, "--keep-self-hits").stdout)["RR@10"] == 1.0
+
+
+def test_index_a_folder_from_lsr_encode(tmp_path):
+    from conftest import ROOT
+    corpus = ROOT / "data/fixtures/tiny_corpus.jsonl"
+    res = run("encode", corpus, "--model", "splade-tiny", "-o", tmp_path / "vec", "--shard-size", "3", "-q")
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in (tmp_path / "vec").glob("shard-*.parquet")) == ["shard-00000.parquet", "shard-00001.parquet"]
+    res = run("index", tmp_path / "vec", "--model", "minilm", "-o", tmp_path / "idx")
+    assert res.exit_code == 1 and "was encoded with 'splade-tiny', not 'minilm'" in res.stderr
+    res = run("index", tmp_path / "vec", "-o", tmp_path / "idx", "-q")  # model comes from encode.json
+    assert res.exit_code == 0, res.output
+    hits = json.loads(run("search", tmp_path / "idx", "exercise and the heart", "--json").stdout)["hits"]
+    assert hits[0]["doc_id"] == "d3" and hits[0]["title"] == "Exercise"

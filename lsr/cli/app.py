@@ -166,6 +166,8 @@ def eval_(
     queries: Optional[Path] = typer.Option(None, help="queries file (JSONL/TSV) instead of the dataset's"),
     qrels: Optional[Path] = typer.Option(None, help="qrels file (BEIR TSV or TREC) instead of the dataset's"),
     split: Optional[str] = typer.Option(None, help="qrels split of a BEIR folder (default test)"),
+    keep_self_hits: bool = typer.Option(False, "--keep-self-hits",
+                                        help="keep hits whose doc id equals the query id (BEIR drops them)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
 ):
     """Evaluate an index on a dataset's judged queries (BEIR conventions).
@@ -179,7 +181,7 @@ def eval_(
     measures = parse_metrics(names)  # fail on a bad metric before any work
     ds = load_dataset(dataset, split=split, queries=queries, qrels=qrels)
     results = evaluate_index(Searcher(index_dir), ds, measures, k=k, run_path=run,
-                             progress=_progress_enabled(quiet) and not as_json)
+                             progress=_progress_enabled(quiet) and not as_json, drop_self=not keep_self_hits)
     if as_json:
         typer.echo(json.dumps(results))
         return

@@ -110,7 +110,7 @@ class ExactIndex:
         q = queries
         if q.vocab.size != self.vocab.size:
             raise QueryError(f"query vectors have dimension {q.vocab.size}, the index has {self.vocab.size}")
-        if q.vocab.tokens is not None and self.vocab.tokens is not None \
+        if q.vocab is not self.vocab and q.vocab.tokens is not None and self.vocab.tokens is not None \
                 and q.vocab.fingerprint != self.vocab.fingerprint:
             raise QueryError("query vectors use a different vocabulary than the index (encoded with another model?)")
         return q
@@ -119,7 +119,7 @@ class ExactIndex:
         """Top-k internal doc numbers and scores, shape (n_queries, k); -1 / -inf pad."""
         import numba
 
-        from ..kernels.exact import batch_search
+        from ..kernels.exact import batch_search, batch_search_serial
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         q = self._check_queries(queries)
@@ -128,11 +128,16 @@ class ExactIndex:
         docs = np.empty((len(q), k), dtype=np.int64)
         if len(q) == 0:
             return docs, scores
+        args = (q.indptr, q.indices, q.values, self.post_ptr, self.post_docs, self.post_vals, len(self), k,
+                scores, docs)
+        n_threads = _threads(threads)
+        if n_threads == 1 or len(q) == 1:
+            batch_search_serial(*args)
+            return docs, scores
         old = numba.get_num_threads()
-        numba.set_num_threads(_threads(threads))
+        numba.set_num_threads(n_threads)
         try:
-            batch_search(q.indptr, q.indices, q.values, self.post_ptr, self.post_docs, self.post_vals,
-                         len(self), k, scores, docs)
+            batch_search(*args)
         finally:
             numba.set_num_threads(old)
         return docs, scores

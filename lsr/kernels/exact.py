@@ -42,6 +42,17 @@ def _search_one(q_idx, q_val, post_ptr, post_docs, post_vals, n_docs, k, acc, to
     heap_sorted(hs, hd, size, out_scores, out_docs)
 
 
+@njit(cache=True)
+def batch_search_serial(q_ptr, q_idx, q_val, post_ptr, post_docs, post_vals, n_docs, k, out_scores, out_docs):
+    """Same as batch_search on the calling thread: no thread-pool launch for one query."""
+    acc = np.zeros(n_docs, dtype=np.float32)
+    touched = np.empty(n_docs, dtype=np.int64)
+    for qi in range(q_ptr.shape[0] - 1):
+        a, b = q_ptr[qi], q_ptr[qi + 1]
+        _search_one(q_idx[a:b], q_val[a:b], post_ptr, post_docs, post_vals, n_docs, k,
+                    acc, touched, out_scores[qi], out_docs[qi])
+
+
 @njit(parallel=True, cache=True)
 def batch_search(q_ptr, q_idx, q_val, post_ptr, post_docs, post_vals, n_docs, k, out_scores, out_docs):
     """Search every query row of a CSR batch; rows are split over threads."""

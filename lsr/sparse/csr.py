@@ -51,9 +51,10 @@ class SparseVectors:
             rows = [rows]
         if isinstance(rows, slice):
             start, stop, step = rows.indices(len(self))
-            if step == 1:
-                a, b = self.indptr[start], self.indptr[stop] if stop > start else self.indptr[start]
-                return SparseVectors(self.indptr[start:max(stop, start) + 1] - a, self.indices[a:b],
+            if step == 1:  # contiguous rows: views, no copy
+                stop = max(stop, start)
+                a, b = self.indptr[start], self.indptr[stop]
+                return SparseVectors(self.indptr[start:stop + 1] - a, self.indices[a:b],
                                      self.values[a:b], self.vocab, validate=False)
             rows = np.arange(start, stop, step)
         rows = np.asarray(rows)

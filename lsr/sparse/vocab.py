@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from functools import cached_property
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class Vocabulary:
             tokens[i] = tok
         return cls(size, tuple(tokens))
 
-    @property
+    @cached_property  # hashing 30k tokens per query would dominate search latency
     def fingerprint(self) -> str:
         h = hashlib.sha256(str(self.size).encode())
         if self.tokens is not None:
