@@ -100,34 +100,24 @@ def test_trec_qrels_override(tmp_path, fixtures_dir):
     assert ds.qrels() == {"q1": {"d1": 1, "d2": 0}, "q2": {"d4": 2}}
 
 
-def test_malformed_jsonl_names_file_and_line(tmp_path):
-    p = tmp_path / "bad.jsonl"
-    p.write_text('{"_id": "1", "text": "ok"}\n{"_id": "2", "text": "broken\n')
-    with pytest.raises(DataError, match=r"bad\.jsonl:2: invalid JSON"):
+@pytest.mark.parametrize("name,content,message", [
+    ("bad.jsonl", '{"_id": "1", "text": "ok"}\n{"_id": "2", "text": "broken\n', r"bad\.jsonl:2: invalid JSON"),
+    ("c.jsonl", '{"_id": "1", "text": "ok"}\n{"text": "no id"}\n', r"c\.jsonl:2: no id field"),
+    ("c.jsonl", '{"_id": "1"}\n', r"c\.jsonl:1: no text field"),
+    ("c.jsonl", "[1, 2]\n", r"c\.jsonl:1: expected a JSON object, got list"),
+    ("c.tsv", "1\tok\n2\ta\tb\tc\n", r"c\.tsv:2: expected 2 .* found 4"),
+])
+def test_malformed_corpus_names_file_and_line(tmp_path, name, content, message):
+    p = tmp_path / name
+    p.write_text(content)
+    with pytest.raises(DataError, match=message):
         list(load_dataset(p).docs())
 
 
-def test_missing_fields_name_line(tmp_path):
-    p = tmp_path / "c.jsonl"
-    p.write_text('{"_id": "1", "text": "ok"}\n{"text": "no id"}\n')
-    with pytest.raises(DataError, match=r"c\.jsonl:2: no id field"):
-        list(load_dataset(p).docs())
-    p.write_text('{"_id": "1"}\n')
-    with pytest.raises(DataError, match=r"c\.jsonl:1: no text field"):
-        list(load_dataset(p).docs())
-    p.write_text('[1, 2]\n')
-    with pytest.raises(DataError, match=r"c\.jsonl:1: expected a JSON object, got list"):
-        list(load_dataset(p).docs())
-
-
-def test_bad_tsv_and_qrels(tmp_path):
-    p = tmp_path / "c.tsv"
-    p.write_text("1\tok\n2\ta\tb\tc\n")
-    with pytest.raises(DataError, match=r"c\.tsv:2: expected 2 .* found 4"):
-        list(load_dataset(p).docs())
+def test_bad_qrels_value(tmp_path):
+    from lsr.data.files import read_qrels_file
     q = tmp_path / "q.tsv"
     q.write_text("query-id\tcorpus-id\tscore\nq1\td1\thigh\n")
-    from lsr.data.files import read_qrels_file
     with pytest.raises(DataError, match=r"q\.tsv:2: relevance 'high' is not a number"):
         read_qrels_file(q)
 

@@ -30,8 +30,9 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import logging
-    for name in ("ir_datasets", "sentence_transformers", "transformers"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    # ir_datasets gives each of its loggers its own INFO level, so raising the
+    # parent's level does nothing; the CLI prints via typer, not logging.
+    logging.disable(logging.INFO)
 
 
 def _err(msg: str) -> None:
@@ -141,14 +142,14 @@ def _print_hits(query: str, hits) -> None:
     from rich.console import Console
     from rich.table import Table
     console = Console(width=max(Console().width, 100))
-    if not hits:
-        console.print(f"no documents match {query!r}")
-        return
-    table = Table(title=f"{query}", title_justify="left", show_lines=False)
-    table.add_column("#", justify="right", no_wrap=True, min_width=2)
-    table.add_column("score", justify="right", no_wrap=True, min_width=6)
-    table.add_column("doc id", no_wrap=True, min_width=6)
-    table.add_column("title", overflow="ellipsis", no_wrap=True, ratio=1)
+    id_width = max(6, *(len(h.doc_id) for h in hits))
+    # Fixed widths for the short columns: rich otherwise squeezes them first
+    # on a narrow (or non-terminal) console.
+    table = Table(title=query, title_justify="left", expand=True)
+    table.add_column("#", justify="right", width=len(str(len(hits))), no_wrap=True)
+    table.add_column("score", justify="right", width=8, no_wrap=True)
+    table.add_column("doc id", width=id_width, no_wrap=True)
+    table.add_column("title", overflow="ellipsis", no_wrap=True)
     for rank, h in enumerate(hits, 1):
         table.add_row(str(rank), f"{h.score:.3f}", h.doc_id, h.title or (h.text or "")[:80])
     console.print(table)
