@@ -20,7 +20,7 @@ def _partial_dir(output: Path) -> Path:
     return output.parent / f"{output.name}.partial"
 
 
-def build_index(dataset: str | Dataset, model: str | None, output, index_type: str = "exact",
+def build_index(dataset: str | Dataset, model: str | None, output, index_type: str = "seismic",
                 max_length: int = 256, batch_size: int = 32, overwrite: bool = False,
                 progress: bool = True, shard_size: int = 10000, split: str | None = None,
                 keep_vectors: bool = True, params: dict | None = None):
@@ -64,7 +64,8 @@ def build_index(dataset: str | Dataset, model: str | None, output, index_type: s
         encoder_info, docs_source = read_settings(vectors_dir), ds
 
     ids, vectors = read_vectors(shards)
-    index = INDEX_TYPES[index_type].build(vectors, ids, **(params or {}))
+    build_kw = {"progress": progress} if index_type == "seismic" else {}
+    index = INDEX_TYPES[index_type].build(vectors, ids, **build_kw, **(params or {}))
     meta = {"encoder": {"name": encoder_info["model"], "kind": encoder_info.get("kind", "splade"),
                         "max_length": encoder_info["max_length"]},
             "dataset": encoder_info.get("dataset")}
@@ -129,12 +130,13 @@ class Searcher:
                 raise QueryError("query is empty" if len(texts) == 1 else f"query {i} is empty")
         return self.encoder.encode_queries(list(texts))
 
-    def batch_search(self, texts: Sequence[str], k: int = 10, threads: int | None = None):
-        """(doc_ids, scores) arrays of shape (n_queries, k)."""
-        return self.index.batch_search(self.encode_queries(texts), k, threads=threads)
+    def batch_search(self, texts: Sequence[str], k: int = 10, threads: int | None = None, **params):
+        """(doc_ids, scores) arrays of shape (n_queries, k); ``params`` go to the index
+        (query_cut, heap_factor for a seismic index; its stored defaults otherwise)."""
+        return self.index.batch_search(self.encode_queries(texts), k, threads=threads, **params)
 
-    def search(self, text: str, k: int = 10) -> list[Hit]:
-        numbers, scores = self.index.search_numbers(self.encode_queries([text]), k, threads=1)
+    def search(self, text: str, k: int = 10, **params) -> list[Hit]:
+        numbers, scores = self.index.search_numbers(self.encode_queries([text]), k, threads=1, **params)
         keep = [(int(n), float(s)) for n, s in zip(numbers[0], scores[0]) if n >= 0]
         ids = self.index.doc_ids.take([n for n, _ in keep])
         docs = self.docstore.get([n for n, _ in keep]) if self.docstore else [None] * len(keep)
@@ -143,7 +145,8 @@ class Searcher:
 
 
 def evaluate_index(searcher: Searcher, dataset: Dataset, metrics=None, k: int | None = None,
-                   run_path=None, batch_size: int = 256, progress: bool = True, drop_self: bool = True) -> dict:
+                   run_path=None, batch_size: int = 256, progress: bool = True, drop_self: bool = True,
+                   **params) -> dict:
     """Search every judged query of ``dataset`` and compute the metrics.
 
     ``drop_self`` applies BEIR's rule of discarding a hit whose doc id equals
@@ -169,7 +172,7 @@ def evaluate_index(searcher: Searcher, dataset: Dataset, metrics=None, k: int | 
     with tqdm(total=len(queries), unit="query", desc="searching", disable=not progress, mininterval=1.0) as bar:
         for start in range(0, len(queries), batch_size):
             part = queries[start:start + batch_size]
-            ids, scores = searcher.batch_search([q.text for q in part], k)
+            ids, scores = searcher.batch_search([q.text for q in part], k, **params)
             run.update(run_from_results([q.query_id for q in part], ids, scores, drop_self=drop_self))
             bar.update(len(part))
     if run_path:

@@ -32,3 +32,23 @@ def splade_tiny():
 @pytest.fixture
 def fixtures_dir():
     return ROOT / "data" / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def med_indexes(tmp_path_factory):
+    """MED (1,033 docs) indexed with splade-tiny through the CLI: exact, then
+    seismic from the vectors the exact index keeps (no second encoding)."""
+    if not BEIR.is_dir():
+        pytest.skip("needs ../shared/data")
+    from typer.testing import CliRunner
+
+    from lsr.cli.app import app
+    out = tmp_path_factory.mktemp("med")
+    runner = CliRunner()
+    res = runner.invoke(app, ["index", str(BEIR / "med"), "--model", "splade-tiny", "-o", str(out / "exact"),
+                              "--index-type", "exact", "-q"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["index", str(out / "exact" / "vectors"), "-o", str(out / "seismic"),
+                              "--index-type", "seismic", "-q"])
+    assert res.exit_code == 0, res.output
+    return {"exact": out / "exact", "seismic": out / "seismic"}

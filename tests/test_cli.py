@@ -29,7 +29,7 @@ def tiny_index(tmp_path_factory):
 def test_index_records_model_and_docstore(tiny_index):
     manifest = json.loads((tiny_index / "manifest.json").read_text())
     assert manifest["encoder"] == {"name": "splade-tiny", "kind": "splade", "max_length": 256}
-    assert manifest["index_type"] == "exact" and manifest["counts"]["docs"] == 4
+    assert manifest["index_type"] == "seismic" and manifest["counts"]["docs"] == 4
     assert (tiny_index / "docs.parquet").exists() and (tiny_index / "vectors").is_dir()
     assert not (tiny_index.parent / "tiny.partial").exists()
 
@@ -81,9 +81,9 @@ def test_corrupt_index_refused(tiny_index, tmp_path):
     import shutil
     bad = tmp_path / "bad"
     shutil.copytree(tiny_index, bad)
-    (bad / "post_vals.npy").write_bytes((bad / "post_vals.npy").read_bytes()[:-8])
+    (bad / "block_docs.npy").write_bytes((bad / "block_docs.npy").read_bytes()[:-8])
     res = run("search", bad, "bones")
-    assert res.exit_code == 1 and "post_vals.npy" in res.stderr and "truncated" in res.stderr
+    assert res.exit_code == 1 and "block_docs.npy" in res.stderr and "truncated" in res.stderr
 
 
 def test_unknown_model(tmp_path):
@@ -126,11 +126,9 @@ def test_console_script_exit_code():
 
 @needs_shared
 @pytest.mark.slow
-def test_med_end_to_end_matches_independent_reference(tmp_path):
+def test_med_end_to_end_matches_independent_reference(med_indexes):
     from lsr.encoders import resolve_model
-    res = run("index", BEIR / "med", "--model", "splade-tiny", "-o", tmp_path / "med", "-q")
-    assert res.exit_code == 0, res.output
-    res = run("eval", tmp_path / "med", BEIR / "med", "--json")
+    res = run("eval", med_indexes["exact"], BEIR / "med", "--json")
     assert res.exit_code == 0, res.output
     ours = json.loads(res.stdout)
     from reference import reference_ndcg  # bench/reference.py: no lsr code
@@ -138,6 +136,17 @@ def test_med_end_to_end_matches_independent_reference(tmp_path):
     assert abs(ours["nDCG@10"] - reference["ndcg_cut_10"]) <= 0.005, (ours, reference)
     assert abs(ours["R@100"] - reference["recall_100"]) <= 0.01, (ours, reference)
     assert ours["nDCG@10"] > 0.5 and ours["R@100"] > 0.7  # a working retriever on MED, not noise
+
+
+@needs_shared
+def test_med_seismic_close_to_exact(med_indexes):
+    exact = json.loads(run("eval", med_indexes["exact"], BEIR / "med", "--json").stdout)
+    seismic = json.loads(run("eval", med_indexes["seismic"], BEIR / "med", "--json").stdout)
+    assert abs(seismic["nDCG@10"] - exact["nDCG@10"]) <= 0.01, (seismic, exact)
+    # heap_factor 0 and every query term: no block skipped, only static pruning remains
+    full = json.loads(run("eval", med_indexes["seismic"], BEIR / "med", "--json", "--heap-factor", "0",
+                          "--query-cut", "1000").stdout)
+    assert abs(full["nDCG@10"] - exact["nDCG@10"]) <= 0.005
 
 
 def test_self_hits_dropped_unless_kept(tiny_index, tmp_path):

@@ -7,8 +7,9 @@ from ..errors import IndexError_
 from . import storage
 from .docs import DocIds, DocStore
 from .exact import ExactIndex
+from .seismic import SeismicIndex
 
-INDEX_TYPES = {"exact": ExactIndex}
+INDEX_TYPES = {"seismic": SeismicIndex, "exact": ExactIndex}
 
 
 def load_index(path, verify: bool = True):
@@ -22,4 +23,4 @@ def load_index(path, verify: bool = True):
     return cls.load(path, verify=verify, manifest=manifest)
 
 
-__all__ = ["ExactIndex", "load_index", "DocIds", "DocStore", "INDEX_TYPES"]
+__all__ = ["SeismicIndex", "ExactIndex", "load_index", "DocIds", "DocStore", "INDEX_TYPES"]

@@ -1,0 +1,274 @@
+"""Approximate search side by side: lsr-seismic, pyseismic-lsr, lsr-exact, scipy brute force.
+
+Same document vectors, same queries, one run. For every system and every
+(query_cut, heap_factor) setting: recall@10 against exact search, mean / p50
+/ p99 single-thread latency, 2-thread batch throughput; per system: build
+time, index bytes on disk and peak RSS of the build (each build runs in its
+own child process so its memory is measured alone).
+
+Data: `--real NAME` reads the splade-tiny document vectors kept in
+bench/out/indexes/NAME-splade-tiny (made by bench/reference_check.py) and
+encodes the test queries of beir/NAME.
+
+    python bench/seismic_bench.py --real scifact
+Writes bench/out/seismic_<data>.json and a recall-vs-latency PNG.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import resource
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+OUT = HERE / "out"
+GRID = [(qc, hf) for qc in (3, 5, 8, 10, 15) for hf in (1.0, 0.9, 0.8, 0.7)]
+
+
+def dir_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file()) if Path(path).is_dir() \
+        else sum(p.stat().st_size for p in Path(path).parent.glob(Path(path).name + "*"))
+
+
+# ------------------------------------------------------------------ data
+def real_data(name: str):
+    from lsr.sparse import SparseVectors, read_vectors
+    root = OUT / "indexes" / f"{name}-splade-tiny"
+    ids, docs = read_vectors(sorted((root / "vectors").glob("*.parquet")))
+    cache = OUT / f"queries_{name}.npz"
+    if cache.exists():
+        z = np.load(cache)
+        queries = SparseVectors(z["indptr"], z["indices"], z["values"], docs.vocab)
+    else:
+        from lsr.data import load_dataset
+        from lsr.pipeline import Searcher
+        ds = load_dataset(f"beir/{name}/test")
+        qrels = ds.qrels()
+        queries = Searcher(root).encode_queries([q.text for q in ds.queries() if q.query_id in qrels])
+        np.savez(cache, indptr=queries.indptr, indices=queries.indices, values=queries.values)
+    return ids, docs, queries
+
+
+# --------------------------------------------------------------- systems
+def _child(fn, args, queue):
+    t = time.perf_counter()
+    extra = fn(*args)
+    queue.put({"build_s": time.perf_counter() - t,
+               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, **(extra or {})})
+
+
+def in_child(fn, *args) -> dict:
+    """Run a build in a forked process: its own peak RSS, and crashes stay contained."""
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    p = ctx.Process(target=_child, args=(fn, args, q))
+    p.start()
+    p.join()
+    if p.exitcode != 0:
+        raise RuntimeError(f"build {fn.__name__} failed with exit code {p.exitcode}")
+    return q.get()
+
+
+def build_exact(docs, ids, path):
+    from lsr.index import ExactIndex
+    ExactIndex.build(docs, ids).save(path, overwrite=True)
+
+
+def build_lsr(docs, ids, path, params):
+    from lsr.index import SeismicIndex
+    idx = SeismicIndex.build(docs, ids, **params)
+    idx.save(path, overwrite=True)
+    return {"blocks": idx.n_blocks, "postings": idx.n_postings, "timings": idx.build_timings}
+
+
+def build_pyseismic(docs, ids, path, params):
+    import seismic
+    ds = seismic.SeismicDataset()
+    st = seismic.get_seismic_string()
+    tokens = np.array([str(i) for i in range(docs.vocab.size)], dtype=st)
+    for i in range(len(docs)):
+        ix, vals = docs.row(i)
+        ds.add_document(ids[i], tokens[ix], vals.astype(np.float32))
+    t = time.perf_counter()
+    index = seismic.SeismicIndex.build_from_dataset(
+        ds, n_postings=params["n_postings"], centroid_fraction=params["centroid_fraction"],
+        min_cluster_size=params["min_cluster_size"], summary_energy=params["summary_energy"],
+        max_fraction=params["max_fraction"], doc_cut=params["doc_cut"], num_threads=2)
+    built = time.perf_counter() - t
+    index.save(str(path))
+    return {"index_only_build_s": built}
+
+
+class PySeismicSearcher:
+    def __init__(self, path, vocab_size):
+        import seismic
+        self.index = seismic.SeismicIndex.load(str(path) + ".index.seismic")
+        self.tokens = np.array([str(i) for i in range(vocab_size)], dtype=seismic.get_seismic_string())
+
+    def one(self, ix, vals, k, qc, hf):
+        return self.index.search("q", self.tokens[ix], vals, k, query_cut=qc, heap_factor=hf)
+
+    def batch(self, queries, k, qc, hf, threads=2):
+        comps = [self.tokens[queries.row(i)[0]] for i in range(len(queries))]
+        vals = [queries.row(i)[1].astype(np.float32) for i in range(len(queries))]
+        qids = np.array([str(i) for i in range(len(queries))], dtype=self.tokens.dtype)
+        return self.index.batch_search(qids, comps, vals, k,
+                                       query_cut=qc, heap_factor=hf, num_threads=threads)
+
+
+# --------------------------------------------------------------- measuring
+def recall_at(result_ids, truth_ids) -> float:
+    out = []
+    for got, want in zip(result_ids, truth_ids):
+        want = {w for w in want if w != ""}
+        out.append(len(set(got) & want) / max(1, len(want)))
+    return float(np.mean(out))
+
+
+def timed_queries(fn, n) -> np.ndarray:
+    ms = np.empty(n)
+    for i in range(n):
+        t = time.perf_counter()
+        fn(i)
+        ms[i] = (time.perf_counter() - t) * 1000
+    return ms
+
+
+def summarise(ms, recall, batch_s, n) -> dict:
+    return {"recall@10": recall, "mean_ms": float(ms.mean()), "p50_ms": float(np.percentile(ms, 50)),
+            "p99_ms": float(np.percentile(ms, 99)), "batch_2t_qps": n / batch_s}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--real", default="scifact")
+    ap.add_argument("--n-postings", type=int, default=None)
+    ap.add_argument("--skip-pyseismic", action="store_true")
+    args = ap.parse_args()
+    os.environ.setdefault("IR_DATASETS_HOME", str(ROOT / ".cache" / "ir_datasets"))
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    from lsr.index import SeismicIndex, load_index
+    from lsr.index.seismic import BUILD_DEFAULTS, default_build_params
+    ids, docs, queries = real_data(args.real)
+    label = args.real
+    params = {k: v for k, v in BUILD_DEFAULTS.items() if k not in ("forward_dtype", "seed")}
+    params.update(default_build_params(len(docs)))
+    if args.n_postings:
+        params["n_postings"] = args.n_postings
+    work = OUT / f"seismic_{label}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    k = 10
+    nq = len(queries)
+    result = {"date": time.strftime("%Y-%m-%d"), "data": label, "docs": len(docs), "queries": nq,
+              "mean_doc_nnz": docs.nnz / len(docs), "mean_query_nnz": queries.nnz / nq, "params": params,
+              "systems": {}}
+
+    # All builds first, each in a forked child: numba's GNU OpenMP threading
+    # layer is not fork-safe once the parent has run a parallel region.
+    builds = {"lsr-exact": in_child(build_exact, docs, ids, work / "exact"),
+              "lsr-seismic": in_child(build_lsr, docs, ids, work / "lsr", params)}
+    if not args.skip_pyseismic:
+        builds["pyseismic-lsr"] = in_child(build_pyseismic, docs, ids, work / "pyseismic", params)
+    for name, info in builds.items():
+        print("built", name, info, flush=True)
+
+    # exact reference (and its own timings)
+    info = builds["lsr-exact"]
+    exact = load_index(work / "exact")
+    truth, _ = exact.batch_search(queries, k)
+    exact.search_numbers(queries[:1], k)
+    ms = timed_queries(lambda i: exact.search_numbers(queries[i:i + 1], k, threads=1), nq)
+    t = time.perf_counter()
+    exact.search_numbers(queries, k, threads=2)
+    result["systems"]["lsr-exact"] = {**info, "index_bytes": dir_bytes(work / "exact"),
+                                      "runs": [summarise(ms, 1.0, time.perf_counter() - t, nq)]}
+    print("lsr-exact", result["systems"]["lsr-exact"]["runs"][0], flush=True)
+
+    # scipy brute force
+    import scipy.sparse as sp
+    D = docs.to_scipy()
+    DT = D.T.tocsr()
+
+    def scipy_top(i):
+        s = (queries.to_scipy()[i] @ DT).toarray()[0]
+        return np.argpartition(-s, k)[:k]
+    ms = timed_queries(scipy_top, nq)
+    t = time.perf_counter()
+    (queries.to_scipy() @ DT).toarray()
+    result["systems"]["scipy-brute-force"] = {"runs": [summarise(ms, 1.0, time.perf_counter() - t, nq)]}
+    print("scipy", result["systems"]["scipy-brute-force"]["runs"][0], flush=True)
+    del D, DT, sp
+
+    # lsr seismic
+    info = builds["lsr-seismic"]
+    idx = SeismicIndex.load(work / "lsr")
+    idx.search_numbers(queries[:1], k, query_cut=5, heap_factor=0.9)
+    runs = []
+    for qc, hf in GRID:
+        got, _ = idx.batch_search(queries, k, query_cut=qc, heap_factor=hf, threads=1)
+        ms = timed_queries(lambda i: idx.search_numbers(queries[i:i + 1], k, query_cut=qc, heap_factor=hf), nq)
+        t = time.perf_counter()
+        idx.search_numbers(queries, k, query_cut=qc, heap_factor=hf, threads=2)
+        runs.append({"query_cut": qc, "heap_factor": hf, **summarise(ms, recall_at(got, truth), time.perf_counter() - t, nq)})
+        print("lsr", runs[-1], flush=True)
+    result["systems"]["lsr-seismic"] = {**info, "index_bytes": dir_bytes(work / "lsr"), "runs": runs}
+
+    if not args.skip_pyseismic:
+        info = builds["pyseismic-lsr"]
+        ps = PySeismicSearcher(work / "pyseismic", docs.vocab.size)
+        runs = []
+        for qc, hf in GRID:
+            res = ps.batch(queries, k, qc, hf, threads=1)
+            # Results carry their query id; do not rely on their order.
+            by_query = {r[0][0]: [d for _, _, d in r] for r in res if r}
+            got = [by_query.get(str(i), []) for i in range(nq)]
+            rows = [queries.row(i) for i in range(nq)]
+            ms = timed_queries(lambda i: ps.one(rows[i][0], rows[i][1].astype(np.float32), k, qc, hf), nq)
+            t = time.perf_counter()
+            ps.batch(queries, k, qc, hf, threads=2)
+            runs.append({"query_cut": qc, "heap_factor": hf, **summarise(ms, recall_at(got, truth), time.perf_counter() - t, nq)})
+            print("pyseismic", runs[-1], flush=True)
+        result["systems"]["pyseismic-lsr"] = {**info, "index_bytes": dir_bytes(work / "pyseismic.index.seismic"),
+                                              "runs": runs}
+
+    out = OUT / f"seismic_{label}.json"
+    out.write_text(json.dumps(result, indent=2))
+    plot(result, OUT / f"seismic_{label}.png")
+    print(f"wrote {out}")
+
+
+def plot(result, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed; no plot", file=sys.stderr)
+        return
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, sysres in result["systems"].items():
+        runs = sorted(sysres["runs"], key=lambda r: r["mean_ms"])
+        ax.plot([r["mean_ms"] for r in runs], [r["recall@10"] for r in runs], "o-" if len(runs) > 1 else "s",
+                label=name, markersize=4)
+    ax.set_xscale("log")
+    ax.set_xlabel("mean single-thread latency per query (ms, log)")
+    ax.set_ylabel("recall@10 vs exact")
+    ax.axhline(0.95, color="grey", lw=0.5, ls="--")
+    ax.set_title(f"{result['data']}: {result['docs']:,} docs, {result['queries']} queries")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""What every index type shares: doc ids, vocabulary, persistence, query checks.
+
+A subclass names its arrays (``ARRAYS``), its parameters, and implements
+``_search(queries, k, threads, **params)`` returning internal doc numbers
+and scores; everything else (atomic save, verified load, id mapping) is here.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import IndexError_, QueryError
+from ..sparse import SparseVectors, Vocabulary, as_sparse_vectors
+from . import storage
+from .docs import DocIds
+
+VOCAB_FILE = "vocab.json"
+
+
+def resolve_threads(threads: int | None) -> int:
+    import numba
+    return max(1, min(threads, numba.config.NUMBA_NUM_THREADS)) if threads else numba.config.NUMBA_NUM_THREADS
+
+
+class BaseIndex:
+    index_type = ""
+    ARRAYS: tuple[str, ...] = ()
+
+    def __init__(self, arrays: dict, doc_ids: DocIds, vocab: Vocabulary, params: dict | None = None,
+                 manifest: dict | None = None, path: Path | None = None):
+        for name in self.ARRAYS:
+            setattr(self, name, arrays[name])
+        self.doc_ids = doc_ids
+        self.vocab = vocab
+        self.params = dict(params or {})
+        self.manifest = manifest or {}
+        self.path = path
+
+    def __len__(self) -> int:
+        return len(self.doc_ids)
+
+    @property
+    def n_postings(self) -> int:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------ persistence
+    def save(self, path, overwrite: bool = False, meta: dict | None = None, extra_writer=None) -> Path:
+        """Write the index atomically. ``extra_writer(tmp_dir)`` may add files (doc store, vectors)."""
+        path = Path(path)
+        with storage.atomic_dir(path, overwrite) as tmp:
+            for name in self.ARRAYS:
+                storage.save_array(tmp, name, getattr(self, name))
+            self.doc_ids.save(tmp)
+            (tmp / VOCAB_FILE).write_text(self.vocab.to_json())
+            if extra_writer is not None:
+                extra_writer(tmp)
+            info = {"vocab": {"size": self.vocab.size, "fingerprint": self.vocab.fingerprint},
+                    "counts": {"docs": len(self), "postings": self.n_postings},
+                    "params": self.params}
+            info.update(meta or {})
+            self.manifest = storage.write_manifest(tmp, self.index_type, info)
+        self.path = path
+        return path
+
+    @classmethod
+    def load(cls, path, verify: bool = True, manifest: dict | None = None):
+        path = Path(path)
+        manifest = manifest or storage.read_manifest(path)
+        if manifest["index_type"] != cls.index_type:
+            raise IndexError_(f"{path} is a {manifest['index_type']!r} index, not {cls.index_type!r}")
+        storage.verify_files(path, manifest, checksums=verify)
+        vocab = Vocabulary.from_json((path / VOCAB_FILE).read_text())
+        arrays = {name: storage.load_array(path, name) for name in cls.ARRAYS}
+        index = cls(arrays, DocIds.load(path), vocab, manifest.get("params"), manifest, path)
+        if len(index.doc_ids) != manifest["counts"]["docs"]:
+            raise IndexError_(f"{path}: {len(index.doc_ids)} doc ids, manifest says {manifest['counts']['docs']}")
+        index._check_arrays(path)
+        return index
+
+    def _check_arrays(self, path: Path) -> None:
+        """Subclasses verify array shapes against each other (corruption that keeps sizes)."""
+
+    # ---------------------------------------------------------------- search
+    def check_queries(self, queries) -> SparseVectors:
+        if not isinstance(queries, SparseVectors):
+            # Unnamed columns (scipy, torch) are taken to be the index's
+            # vocabulary when the width matches; otherwise refused below.
+            width = queries.shape[-1]
+            queries = as_sparse_vectors(queries, self.vocab if width == self.vocab.size else None)
+        q = queries
+        if q.vocab.size != self.vocab.size:
+            raise QueryError(f"query vectors have dimension {q.vocab.size}, the index has {self.vocab.size}")
+        if q.vocab is not self.vocab and q.vocab.tokens is not None and self.vocab.tokens is not None \
+                and q.vocab.fingerprint != self.vocab.fingerprint:
+            raise QueryError("query vectors use a different vocabulary than the index (encoded with another model?)")
+        return q
+
+    def search_numbers(self, queries, k: int = 10, threads: int | None = None, **params):
+        """Top-k internal doc numbers and scores, shape (n_queries, k); -1 / -inf pad."""
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        q = self.check_queries(queries)
+        scores = np.empty((len(q), int(k)), dtype=np.float32)
+        docs = np.empty((len(q), int(k)), dtype=np.int64)
+        if len(q):
+            self._search(q, int(k), resolve_threads(threads), scores, docs, **params)
+        return docs, scores
+
+    def _search(self, q: SparseVectors, k: int, threads: int, scores, docs, **params) -> None:
+        raise NotImplementedError
+
+    def batch_search(self, queries, k: int = 10, threads: int | None = None, **params):
+        """(doc_ids, scores) arrays of shape (n_queries, k). Empty slots: id '' and score -inf."""
+        docs, scores = self.search_numbers(queries, k, threads, **params)
+        return self.doc_ids.take(docs), scores
+
+    def search(self, query, k: int = 10, **params):
+        """One query (a 1-row SparseVectors or scipy row): (doc_ids, scores) of shape (k,)."""
+        params.setdefault("threads", 1)
+        ids, scores = self.batch_search(query, k, **params)
+        if ids.shape[0] != 1:
+            raise QueryError(f"search() takes one query, got {ids.shape[0]}; use batch_search()")
+        return ids[0], scores[0]
+
+
+def run_kernel(serial, parallel, threads: int, n_queries: int, *args) -> None:
+    """Call the serial kernel for one query or one thread, else the parallel one."""
+    import numba
+    if threads == 1 or n_queries == 1:
+        serial(*args)
+        return
+    old = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        parallel(*args)
+    finally:
+        numba.set_num_threads(old)

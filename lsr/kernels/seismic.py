@@ -1,0 +1,421 @@
+"""Numba kernels of the Seismic-style index (Bruch et al., SIGIR 2024).
+
+Build: cluster each (statically pruned) inverted list into blocks of
+documents that are close by inner product, then give every block a summary
+(coordinate-wise max of its documents, pruned to a share of its L1 mass and
+quantised to 8 bits). Search: visit the query's heaviest terms' lists (blocks best-first), score
+a block's documents exactly (from the forward index) only when the block's
+summary promises enough.
+
+Forward-index weights are either float32 or float16 bit patterns (uint16)
+decoded through a 65,536-entry table: numba has no float16 arithmetic on the
+CPU, and a table lookup is as cheap as a load.
+"""
+import numpy as np
+from numba import njit, prange
+
+from .topk import heap_push, heap_sorted
+
+# ----------------------------------------------------------------- utilities
+
+
+@njit(cache=True, inline="always")
+def _splitmix(state):
+    """One step of splitmix64: (new state, random uint64). Deterministic per list."""
+    state = (state + np.uint64(0x9E3779B97F4A7C15)) & np.uint64(0xFFFFFFFFFFFFFFFF)
+    z = state
+    z = ((z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)) & np.uint64(0xFFFFFFFFFFFFFFFF)
+    z = ((z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)) & np.uint64(0xFFFFFFFFFFFFFFFF)
+    return state, z ^ (z >> np.uint64(31))
+
+
+@njit(parallel=True, cache=True)
+def top_terms(indptr, indices, values, cut):
+    """Per document, its ``cut`` heaviest (term, weight) pairs: the sketch used for clustering."""
+    n = indptr.shape[0] - 1
+    ptr = np.zeros(n + 1, dtype=np.int64)
+    for d in range(n):
+        ptr[d + 1] = ptr[d] + min(cut, indptr[d + 1] - indptr[d])
+    out_idx = np.empty(ptr[n], dtype=np.int32)
+    out_val = np.empty(ptr[n], dtype=np.float32)
+    for d in prange(n):
+        a, b = indptr[d], indptr[d + 1]
+        order = np.argsort(-values[a:b], kind="mergesort")[: ptr[d + 1] - ptr[d]]
+        for j in range(order.shape[0]):
+            out_idx[ptr[d] + j] = indices[a + order[j]]
+            out_val[ptr[d] + j] = values[a + order[j]]
+    return ptr, out_idx, out_val
+
+
+# ------------------------------------------------------------------ blocking
+
+
+@njit(cache=True)
+def _cluster_one(docs, fwd_ptr, fwd_idx, fwd_val, cut_ptr, cut_idx, cut_val, n_centroids,
+                 min_cluster_size, seed, head, acc, assign):
+    """Assign each doc of one list to its best random centroid; returns #clusters.
+
+    Centroids are ``n_centroids`` documents of the list drawn at random. A
+    document goes to the centroid with the largest inner product between the
+    document's sketch (heaviest terms) and the centroid's full vector, found
+    through a small inverted index of the centroids (``head`` is a per-thread
+    array over the vocabulary, left as all -1 on return).
+    """
+    m = docs.shape[0]
+    if n_centroids <= 1 or m <= min_cluster_size:
+        assign[:] = 0
+        return 1
+    # Draw centroid positions: partial Fisher-Yates over 0..m-1.
+    perm = np.arange(m)
+    state = np.uint64(seed)
+    for i in range(n_centroids):
+        state, r = _splitmix(state)
+        j = i + np.int64(r % np.uint64(m - i))
+        perm[i], perm[j] = perm[j], perm[i]
+    # Inverted index of the centroids' terms: linked lists through `nxt`.
+    total = 0
+    for c in range(n_centroids):
+        d = docs[perm[c]]
+        total += fwd_ptr[d + 1] - fwd_ptr[d]
+    nxt = np.empty(total, dtype=np.int64)
+    who = np.empty(total, dtype=np.int32)
+    wgt = np.empty(total, dtype=np.float32)
+    touched_terms = np.empty(total, dtype=np.int64)
+    n_terms = 0
+    e = 0
+    for c in range(n_centroids):
+        d = docs[perm[c]]
+        for p in range(fwd_ptr[d], fwd_ptr[d + 1]):
+            t = fwd_idx[p]
+            if head[t] == -1:
+                touched_terms[n_terms] = t
+                n_terms += 1
+            nxt[e] = head[t]
+            who[e] = c
+            wgt[e] = fwd_val[p]
+            head[t] = e
+            e += 1
+    sizes = np.zeros(n_centroids, dtype=np.int64)
+    for i in range(m):
+        d = docs[i]
+        best, best_c = -1.0, 0
+        for p in range(cut_ptr[d], cut_ptr[d + 1]):
+            x = head[cut_idx[p]]
+            while x != -1:
+                acc[who[x]] += cut_val[p] * wgt[x]
+                x = nxt[x]
+        for c in range(n_centroids):
+            if acc[c] > best:
+                best, best_c = acc[c], c
+            acc[c] = 0.0
+        assign[i] = best_c
+        sizes[best_c] += 1
+    # Fold clusters smaller than min_cluster_size into the largest one: tiny
+    # blocks cost a summary each and are rarely worth skipping separately.
+    largest = np.argmax(sizes)
+    relabel = np.full(n_centroids, -1, dtype=np.int64)
+    n_out = 0
+    for c in range(n_centroids):
+        if sizes[c] >= min_cluster_size or c == largest:
+            relabel[c] = n_out
+            n_out += 1
+    for i in range(m):
+        a = relabel[assign[i]]
+        assign[i] = a if a >= 0 else relabel[largest]
+    for i in range(n_terms):
+        head[touched_terms[i]] = -1
+    return n_out
+
+
+@njit(parallel=True, cache=True)
+def cluster_lists(list_ptr, list_docs, fwd_ptr, fwd_idx, fwd_val, cut_ptr, cut_idx, cut_val,
+                  centroid_fraction, min_cluster_size, seed, vocab_size, max_centroids):
+    """Cluster every inverted list; returns per-posting cluster ids and per-list cluster counts."""
+    n_lists = list_ptr.shape[0] - 1
+    assign = np.zeros(list_docs.shape[0], dtype=np.int32)
+    n_clusters = np.zeros(n_lists, dtype=np.int64)
+    n_chunks = 64
+    for ch in prange(n_chunks):
+        head = np.full(vocab_size, -1, dtype=np.int64)
+        acc = np.zeros(max_centroids + 1, dtype=np.float32)
+        for t in range(ch, n_lists, n_chunks):
+            a, b = list_ptr[t], list_ptr[t + 1]
+            if b == a:
+                continue
+            n_c = min(max_centroids, max(1, int(np.ceil(centroid_fraction * (b - a)))))
+            n_clusters[t] = _cluster_one(list_docs[a:b], fwd_ptr, fwd_idx, fwd_val, cut_ptr, cut_idx, cut_val,
+                                         n_c, min_cluster_size, seed * 1000003 + t, head, acc, assign[a:b])
+    return assign, n_clusters
+
+
+# ----------------------------------------------------------------- summaries
+
+
+@njit(cache=True)
+def _block_max(block_docs, a, b, fwd_ptr, fwd_idx, fwd_val, dense, touched):
+    """Coordinate-wise max of docs block_docs[a:b] into ``dense``; returns #terms touched."""
+    n = 0
+    for i in range(a, b):
+        d = block_docs[i]
+        for p in range(fwd_ptr[d], fwd_ptr[d + 1]):
+            t = fwd_idx[p]
+            v = fwd_val[p]
+            if dense[t] == 0.0:
+                touched[n] = t
+                n += 1
+            if v > dense[t]:
+                dense[t] = v
+    return n
+
+
+@njit(cache=True)
+def _energy_threshold(arr, energy):
+    """Smallest set of largest values holding ``energy`` of the L1 mass, by selection.
+
+    Returns (count, threshold, ties): keep every value > threshold plus
+    ``ties`` values equal to it. Quickselect-style three-way partitioning:
+    expected linear time, where sorting every block's union dominated the
+    build. ``arr`` is reordered in place.
+    """
+    n = arr.shape[0]
+    if n == 0:
+        return 0, np.float32(0.0), 0
+    need = energy * arr.sum()
+    if energy >= 1.0:
+        need = np.inf
+    lo, hi, count = 0, n, 0
+    state = np.uint64(n)
+    while hi > lo:
+        state, r = _splitmix(state)
+        pivot = arr[lo + np.int64(r % np.uint64(hi - lo))]
+        # three-way partition of arr[lo:hi]: > pivot | == pivot | < pivot
+        g, i, e = lo, lo, hi
+        while i < e:
+            v = arr[i]
+            if v > pivot:
+                arr[i], arr[g] = arr[g], arr[i]
+                g += 1
+                i += 1
+            elif v < pivot:
+                e -= 1
+                arr[i], arr[e] = arr[e], arr[i]
+            else:
+                i += 1
+        s_greater = 0.0
+        for j in range(lo, g):
+            s_greater += arr[j]
+        if s_greater >= need:
+            hi = g
+            continue
+        need -= s_greater
+        count += g - lo
+        n_eq = e - g
+        if pivot * n_eq >= need:
+            ties = min(n_eq, max(1, int(np.ceil(need / pivot)))) if pivot > 0 else n_eq
+            return count + ties, pivot, ties
+        need -= pivot * n_eq
+        count += n_eq
+        lo = e
+    # every value is needed (energy >= 1, or rounding): keep all
+    return n, arr[:n].min(), n - np.sum(arr[:n] > arr[:n].min())
+
+
+@njit(parallel=True, cache=True)
+def summary_select(block_ptr, block_docs, fwd_ptr, fwd_idx, fwd_val, energy, vocab_size):
+    """Per block: summary size, and the (threshold, ties) that select its entries."""
+    n_blocks = block_ptr.shape[0] - 1
+    sizes = np.zeros(n_blocks, dtype=np.int64)
+    thresholds = np.zeros(n_blocks, dtype=np.float32)
+    ties = np.zeros(n_blocks, dtype=np.int64)
+    n_chunks = 64
+    for ch in prange(n_chunks):
+        dense = np.zeros(vocab_size, dtype=np.float32)
+        touched = np.empty(vocab_size, dtype=np.int64)
+        vals = np.empty(vocab_size, dtype=np.float32)
+        for blk in range(ch, n_blocks, n_chunks):
+            n = _block_max(block_docs, block_ptr[blk], block_ptr[blk + 1], fwd_ptr, fwd_idx, fwd_val, dense, touched)
+            for i in range(n):
+                vals[i] = dense[touched[i]]
+                dense[touched[i]] = 0.0
+            sizes[blk], thresholds[blk], ties[blk] = _energy_threshold(vals[:n], energy)
+    return sizes, thresholds, ties
+
+
+@njit(parallel=True, cache=True)
+def summary_fill(block_ptr, block_docs, fwd_ptr, fwd_idx, fwd_val, vocab_size, thresholds, ties, sum_ptr,
+                 sum_terms, sum_codes, sum_min, sum_scale):
+    """Write each block's selected summary entries (terms ascending), quantised to 8 bits."""
+    n_blocks = block_ptr.shape[0] - 1
+    n_chunks = 64
+    for ch in prange(n_chunks):
+        dense = np.zeros(vocab_size, dtype=np.float32)
+        touched = np.empty(vocab_size, dtype=np.int64)
+        for blk in range(ch, n_blocks, n_chunks):
+            n = _block_max(block_docs, block_ptr[blk], block_ptr[blk + 1], fwd_ptr, fwd_idx, fwd_val, dense, touched)
+            base, keep = sum_ptr[blk], sum_ptr[blk + 1] - sum_ptr[blk]
+            thr, n_ties = thresholds[blk], ties[blk]
+            kept = np.empty(keep, dtype=np.int64)
+            m = 0
+            for i in range(n):
+                v = dense[touched[i]]
+                if m < keep and (v > thr or (v == thr and n_ties > 0)):
+                    if v == thr:
+                        n_ties -= 1
+                    kept[m] = touched[i]
+                    m += 1
+            kept = np.sort(kept[:m])
+            lo, hi = np.inf, 0.0
+            for i in range(m):
+                v = dense[kept[i]]
+                lo = min(lo, v)
+                hi = max(hi, v)
+            scale = (hi - lo) / 255.0 if hi > lo else 0.0
+            sum_min[blk] = lo if m > 0 else 0.0
+            sum_scale[blk] = scale
+            for i in range(m):
+                v = dense[kept[i]]
+                sum_terms[base + i] = kept[i]
+                sum_codes[base + i] = np.uint8(0 if scale == 0.0 else min(255, int(round((v - lo) / scale))))
+            for i in range(n):
+                dense[touched[i]] = 0.0
+
+
+# -------------------------------------------------------------------- search
+
+
+# No fastmath: measured slower here (vectorised gathers do not pay off on
+# ~250-term documents), and it would make scores depend on the compiler.
+@njit(cache=True, inline="always")
+def _doc_dot(q, fwd_ptr, fwd_idx, fwd_val, fwd_codes, lut, use_lut, d):
+    s = np.float32(0.0)
+    if use_lut:
+        for p in range(fwd_ptr[d], fwd_ptr[d + 1]):
+            s += q[fwd_idx[p]] * lut[fwd_codes[p]]
+    else:
+        for p in range(fwd_ptr[d], fwd_ptr[d + 1]):
+            s += q[fwd_idx[p]] * fwd_val[p]
+    return s
+
+
+@njit(cache=True, inline="always")
+def _summary_score(q, sum_ptr, sum_terms, sum_codes, sum_min, sum_scale, blk):
+    """<q, dequantised summary> = min * sum(q_t) + scale * sum(q_t * code_t)."""
+    qs = np.float32(0.0)
+    qc = np.float32(0.0)
+    for p in range(sum_ptr[blk], sum_ptr[blk + 1]):
+        w = q[sum_terms[p]]
+        qs += w
+        qc += w * np.float32(sum_codes[p])
+    return sum_min[blk] * qs + sum_scale[blk] * qc
+
+
+@njit(cache=True)
+def _search_one(q_idx, q_val, k, query_cut, heap_factor, q, visited, stamp, list_block_ptr, block_ptr,
+                block_docs, sum_ptr, sum_terms, sum_codes, sum_min, sum_scale, fwd_ptr, fwd_idx, fwd_val,
+                fwd_codes, lut, use_lut, out_scores, out_docs):
+    n_terms = list_block_ptr.shape[0] - 1
+    for j in range(q_idx.shape[0]):
+        if q_idx[j] < n_terms:
+            q[q_idx[j]] = q_val[j]
+    hs = np.empty(k, dtype=np.float32)
+    hd = np.empty(k, dtype=np.int64)
+    size = 0
+    order = np.argsort(-q_val, kind="mergesort")
+    n_cut = min(query_cut, order.shape[0])
+    for ci in range(n_cut):
+        t = q_idx[order[ci]]
+        if t >= n_terms:
+            continue
+        b0, b1 = list_block_ptr[t], list_block_ptr[t + 1]
+        if b1 == b0:
+            continue
+        scores = np.empty(b1 - b0, dtype=np.float32)
+        for b in range(b0, b1):
+            scores[b - b0] = _summary_score(q, sum_ptr, sum_terms, sum_codes, sum_min, sum_scale, b)
+        # Every list best-first: good documents fill the heap early, the
+        # threshold rises sooner, and the first block below it ends the list.
+        visit = np.argsort(-scores, kind="mergesort")
+        for vi in range(visit.shape[0]):
+            bi = visit[vi]
+            if size == k and scores[bi] < heap_factor * hs[0]:
+                break  # sorted: every later block scores lower still
+            blk = b0 + bi
+            for p in range(block_ptr[blk], block_ptr[blk + 1]):
+                d = block_docs[p]
+                if visited[d] == stamp:
+                    continue
+                visited[d] = stamp
+                s = _doc_dot(q, fwd_ptr, fwd_idx, fwd_val, fwd_codes, lut, use_lut, d)
+                if s > 0.0:
+                    size = heap_push(hs, hd, size, k, s, d)
+    for j in range(q_idx.shape[0]):
+        if q_idx[j] < n_terms:
+            q[q_idx[j]] = 0.0
+    heap_sorted(hs, hd, size, out_scores, out_docs)
+
+
+@njit(cache=True)
+def _search_range(lo, hi, step, q_ptr, q_idx, q_val, k, query_cut, heap_factor, n_docs, list_block_ptr,
+                  block_ptr, block_docs, sum_ptr, sum_terms, sum_codes, sum_min, sum_scale, fwd_ptr, fwd_idx,
+                  fwd_val, fwd_codes, lut, use_lut, out_scores, out_docs):
+    q = np.zeros(list_block_ptr.shape[0] - 1, dtype=np.float32)
+    visited = np.zeros(n_docs, dtype=np.int32)
+    stamp = 0
+    for qi in range(lo, hi, step):
+        stamp += 1
+        a, b = q_ptr[qi], q_ptr[qi + 1]
+        _search_one(q_idx[a:b], q_val[a:b], k, query_cut, heap_factor, q, visited, stamp, list_block_ptr,
+                    block_ptr, block_docs, sum_ptr, sum_terms, sum_codes, sum_min, sum_scale, fwd_ptr, fwd_idx,
+                    fwd_val, fwd_codes, lut, use_lut, out_scores[qi], out_docs[qi])
+
+
+@njit(cache=True)
+def search_serial(q_ptr, q_idx, q_val, k, query_cut, heap_factor, n_docs, list_block_ptr, block_ptr, block_docs,
+                  sum_ptr, sum_terms, sum_codes, sum_min, sum_scale, fwd_ptr, fwd_idx, fwd_val, fwd_codes, lut,
+                  use_lut, out_scores, out_docs):
+    _search_range(0, q_ptr.shape[0] - 1, 1, q_ptr, q_idx, q_val, k, query_cut, heap_factor, n_docs,
+                  list_block_ptr, block_ptr, block_docs, sum_ptr, sum_terms, sum_codes, sum_min, sum_scale, fwd_ptr,
+                  fwd_idx, fwd_val, fwd_codes, lut, use_lut, out_scores, out_docs)
+
+
+@njit(parallel=True, cache=True)
+def search_parallel(q_ptr, q_idx, q_val, k, query_cut, heap_factor, n_docs, list_block_ptr, block_ptr, block_docs,
+                    sum_ptr, sum_terms, sum_codes, sum_min, sum_scale, fwd_ptr, fwd_idx, fwd_val, fwd_codes, lut,
+                    use_lut, out_scores, out_docs):
+    n_q = q_ptr.shape[0] - 1
+    n_chunks = min(n_q, 64)
+    for c in prange(n_chunks):
+        _search_range(c, n_q, n_chunks, q_ptr, q_idx, q_val, k, query_cut, heap_factor, n_docs, list_block_ptr,
+                      block_ptr, block_docs, sum_ptr, sum_terms, sum_codes, sum_min, sum_scale, fwd_ptr, fwd_idx,
+                      fwd_val, fwd_codes, lut, use_lut, out_scores, out_docs)
+
+
+# ------------------------------------------------------------ static pruning
+
+
+@njit(parallel=True, cache=True)
+def prune_lists(ptr, docs, vals, threshold, cap):
+    """Keep, per list, postings with weight >= threshold, at most ``cap`` of the heaviest.
+
+    Returns the new (ptr, docs) with doc ids ascending within each list.
+    """
+    n = ptr.shape[0] - 1
+    keep = np.zeros(n, dtype=np.int64)
+    for t in prange(n):
+        c = 0
+        for p in range(ptr[t], ptr[t + 1]):
+            if vals[p] >= threshold:
+                c += 1
+        keep[t] = min(c, cap)
+    new_ptr = np.zeros(n + 1, dtype=np.int64)
+    for t in range(n):
+        new_ptr[t + 1] = new_ptr[t] + keep[t]
+    new_docs = np.empty(new_ptr[n], dtype=np.int32)
+    for t in prange(n):
+        a, b = ptr[t], ptr[t + 1]
+        if keep[t] == b - a:
+            new_docs[new_ptr[t]:new_ptr[t + 1]] = docs[a:b]
+        elif keep[t] > 0:
+            order = np.argsort(-vals[a:b], kind="mergesort")[: keep[t]]
+            new_docs[new_ptr[t]:new_ptr[t + 1]] = np.sort(docs[a:b][order])
+    return new_ptr, new_docs

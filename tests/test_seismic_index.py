@@ -1,0 +1,143 @@
+import json
+import threading
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from lsr.errors import IndexError_, QueryError
+from lsr.index import ExactIndex, SeismicIndex, load_index
+from lsr.sparse import SparseVectors, Vocabulary
+
+
+def splade_like(n, dim, nnz, seed):
+    """Random vectors with a few heavy and many light weights, topical overlap."""
+    rng = np.random.default_rng(seed)
+    rows, cols, vals = [], [], []
+    topics = [rng.choice(dim, 40, replace=False) for _ in range(8)]
+    for i in range(n):
+        t = topics[rng.integers(8)]
+        terms = np.unique(np.r_[rng.choice(t, nnz // 2), rng.choice(dim, nnz // 2)])
+        rows += [i] * len(terms)
+        cols += terms.tolist()
+        vals += (rng.gamma(1.2, 0.6, len(terms)) + 0.01).tolist()
+    return sp.csr_matrix((np.array(vals, np.float32), (rows, cols)), shape=(n, dim))
+
+
+DOCS = splade_like(1500, 400, 30, 1)
+QUERIES = splade_like(40, 400, 12, 2)
+
+
+def test_equals_exact_without_pruning_or_skipping():
+    exact = ExactIndex.build(DOCS)
+    seismic = SeismicIndex.build(DOCS, n_postings=0, forward_dtype="f32")
+    a_docs, a_scores = exact.search_numbers(QUERIES, 10)
+    b_docs, b_scores = seismic.search_numbers(QUERIES, 10, query_cut=10_000, heap_factor=0.0)
+    assert np.array_equal(a_docs, b_docs)
+    np.testing.assert_allclose(a_scores, b_scores, rtol=1e-6)
+
+
+def test_f16_forward_index_scores_close():
+    exact = ExactIndex.build(DOCS)
+    seismic = SeismicIndex.build(DOCS, n_postings=0, forward_dtype="f16")
+    a_docs, a_scores = exact.search_numbers(QUERIES, 10)
+    b_docs, b_scores = seismic.search_numbers(QUERIES, 10, query_cut=10_000, heap_factor=0.0)
+    np.testing.assert_allclose(a_scores, b_scores, rtol=2e-3)
+    overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(a_docs, b_docs)])
+    assert overlap >= 0.98
+
+
+def test_skipping_trades_recall_for_work():
+    exact = ExactIndex.build(DOCS)
+    seismic = SeismicIndex.build(DOCS, n_postings=200)
+    truth, _ = exact.search_numbers(QUERIES, 10)
+
+    def recall(**kw):
+        got, _ = seismic.search_numbers(QUERIES, 10, **kw)
+        return np.mean([len(set(a) & set(b)) / 10 for a, b in zip(got, truth)])
+    loose, tight = recall(query_cut=2, heap_factor=1.5), recall(query_cut=12, heap_factor=0.3)
+    assert tight > loose and tight >= 0.9
+
+
+def test_build_parameters_recorded_and_validated(tmp_path):
+    idx = SeismicIndex.build(DOCS, n_postings=300, summary_energy=0.5, query_cut=7, heap_factor=0.9)
+    assert idx.params["n_postings"] == 300 and idx.params["query_cut"] == 7
+    assert idx.n_postings <= 300 * 400 and idx.n_blocks > 0
+    with pytest.raises(TypeError, match="unknown SeismicIndex parameter.*bogus"):
+        SeismicIndex.build(DOCS, bogus=1)
+    with pytest.raises(ValueError, match="forward_dtype"):
+        SeismicIndex.build(DOCS, forward_dtype="f8")
+    with pytest.raises(ValueError, match="heap_factor must be"):
+        idx.search_numbers(QUERIES, 10, heap_factor=-1)
+
+
+def test_save_load_round_trip(tmp_path):
+    idx = SeismicIndex.build(DOCS, doc_ids=[f"doc{i}" for i in range(DOCS.shape[0])], query_cut=6)
+    idx.save(tmp_path / "s")
+    back = load_index(tmp_path / "s")
+    assert isinstance(back, SeismicIndex) and back.params == idx.params
+    assert json.loads((tmp_path / "s" / "manifest.json").read_text())["index_type"] == "seismic"
+    for a, b in zip(idx.batch_search(QUERIES, 10), back.batch_search(QUERIES, 10)):
+        assert np.array_equal(a, b)
+    assert back.batch_search(QUERIES[:1], 3)[0][0][0].startswith("doc")
+
+
+def test_corrupt_truncated_wrong_version(tmp_path):
+    SeismicIndex.build(DOCS).save(tmp_path / "s")
+    p = tmp_path / "s" / "block_docs.npy"
+    data = bytearray(p.read_bytes())
+    data[-3] ^= 0x55
+    p.write_bytes(bytes(data))
+    with pytest.raises(IndexError_, match="checksum mismatch for block_docs.npy"):
+        load_index(tmp_path / "s")
+    p.write_bytes(bytes(data[:-10]))
+    with pytest.raises(IndexError_, match="block_docs.npy is .* \\(truncated\\?\\)"):
+        load_index(tmp_path / "s")
+    SeismicIndex.build(DOCS).save(tmp_path / "v")
+    m = json.loads((tmp_path / "v" / "manifest.json").read_text())
+    m["format_version"] = 2
+    (tmp_path / "v" / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(IndexError_, match="format version 2 is not supported"):
+        load_index(tmp_path / "v")
+
+
+def test_empty_query_and_terms_without_postings():
+    vocab = Vocabulary(400)
+    idx = SeismicIndex.build(DOCS)
+    empty = SparseVectors([0, 0], [], [], vocab)
+    docs, scores = idx.search_numbers(empty, 5)
+    assert (docs == -1).all() and np.isneginf(scores).all()
+    unused = np.setdiff1d(np.arange(400), np.unique(DOCS.indices))
+    if len(unused):
+        q = SparseVectors([0, 1], [unused[0]], [1.0], vocab)
+        assert (idx.search_numbers(q, 5)[0] == -1).all()
+    with pytest.raises(QueryError, match="dimension 401, the index has 400"):
+        idx.search_numbers(sp.csr_matrix((1, 401), dtype=np.float32), 5)
+
+
+def test_concurrent_searches_identical():
+    idx = SeismicIndex.build(DOCS)
+    expected = idx.search_numbers(QUERIES, 10, threads=1)
+    results = [None] * 6
+
+    def worker(i):
+        results[i] = idx.search_numbers(QUERIES, 10, threads=1 + i % 2)
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(6)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    for docs, scores in results:
+        assert np.array_equal(docs, expected[0]) and np.array_equal(scores, expected[1])
+
+
+def test_real_splade_vectors_recall(med_indexes):
+    """MED encoded with splade-tiny: default settings find the exact top 10."""
+    from lsr.sparse import read_vectors
+    from lsr.encoders.shards import shard_paths
+    exact = load_index(med_indexes["exact"])
+    seismic = load_index(med_indexes["seismic"])
+    _, vectors = read_vectors(shard_paths(med_indexes["exact"] / "vectors"))
+    queries = vectors[::10]  # documents as queries: long, SPLADE-shaped
+    truth, _ = exact.batch_search(queries, 10)
+    got, _ = seismic.batch_search(queries, 10)
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(got, truth)])
+    assert recall >= 0.95, recall
