@@ -127,7 +127,7 @@ class BaseIndex:
 def run_kernel(serial, parallel, threads: int, n_queries: int, *args) -> None:
     """Call the serial kernel for one query or one thread, else the parallel one."""
     import numba
-    if threads == 1 or n_queries == 1:
+    if serial is not None and (threads == 1 or n_queries == 1):
         serial(*args)
         return
     old = numba.get_num_threads()

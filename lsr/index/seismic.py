@@ -24,6 +24,7 @@ never skips.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from pathlib import Path
 
@@ -75,8 +76,10 @@ def f16_table() -> np.ndarray:
 
 class SeismicIndex(BaseIndex):
     index_type = "seismic"
-    ARRAYS = ("fwd_ptr", "fwd_idx", "fwd_val", "fwd_codes", "list_block_ptr", "block_ptr", "block_docs",
-              "sum_ptr", "sum_terms", "sum_codes", "sum_min", "sum_scale")
+    # Order matters: the first 15 (plus the f16 table) form the kernel's `ix` tuple.
+    ARRAYS = ("list_block_ptr", "block_ptr", "block_docs", "comp_ptr", "comp_term", "comp_first",
+              "list_entry_ptr", "ent_block", "ent_code", "sum_min", "sum_scale",
+              "fwd_ptr", "fwd_idx", "fwd_val", "fwd_codes")
 
     # ------------------------------------------------------------------ build
     @classmethod
@@ -165,6 +168,16 @@ class SeismicIndex(BaseIndex):
             sum_scale = np.empty(len(block_ptr) - 1, dtype=np.float32)
             K.summary_fill(block_ptr, block_docs, fwd_ptr, fwd_idx32, fwd_val, dim, thresholds, ties, sum_ptr,
                            sum_terms32, sum_codes, sum_min, sum_scale)
+            # Term-major summaries per list (see kernels.seismic.transpose_summaries).
+            ent_block, ent_code, comp_term_all, comp_first_all, n_terms = K.transpose_summaries(
+                list_block_ptr, sum_ptr, sum_terms32, sum_codes)
+            del sum_terms32, sum_codes
+            list_entry_ptr = sum_ptr[list_block_ptr]
+            comp_ptr = np.zeros(dim + 1, dtype=np.int64)
+            np.cumsum(n_terms, out=comp_ptr[1:])
+            keep = np.repeat(list_entry_ptr[:-1], n_terms) + (np.arange(comp_ptr[-1]) - np.repeat(comp_ptr[:-1], n_terms))
+            comp_term, comp_first = comp_term_all[keep], comp_first_all[keep]
+            del comp_term_all, comp_first_all, keep
             timings["summaries_s"] = time.perf_counter() - t0
             bar.update()
         finally:
@@ -176,11 +189,15 @@ class SeismicIndex(BaseIndex):
             fwd_codes, fwd_val_out = fwd_val.astype(np.float16).view(np.uint16), np.zeros(0, np.float32)
         else:
             fwd_codes, fwd_val_out = np.zeros(0, np.uint16), fwd_val.astype(np.float32)
-        arrays = {"fwd_ptr": fwd_ptr.astype(np.int64), "fwd_idx": fwd_idx32.astype(term_dtype),
-                  "fwd_val": fwd_val_out, "fwd_codes": fwd_codes, "list_block_ptr": list_block_ptr,
-                  "block_ptr": block_ptr, "block_docs": block_docs.astype(np.int32), "sum_ptr": sum_ptr,
-                  "sum_terms": sum_terms32.astype(term_dtype), "sum_codes": sum_codes, "sum_min": sum_min,
-                  "sum_scale": sum_scale}
+        max_blocks = int(np.diff(list_block_ptr).max()) if dim else 0
+        offset_dtype = np.uint32 if list_entry_ptr[-1] < 2**32 else np.int64
+        arrays = {"list_block_ptr": list_block_ptr, "block_ptr": block_ptr, "block_docs": block_docs.astype(np.int32),
+                  "comp_ptr": comp_ptr, "comp_term": comp_term.astype(term_dtype),
+                  "comp_first": comp_first.astype(offset_dtype), "list_entry_ptr": list_entry_ptr,
+                  "ent_block": ent_block.astype(np.uint16 if max_blocks <= 65536 else np.uint32),
+                  "ent_code": ent_code, "sum_min": sum_min, "sum_scale": sum_scale,
+                  "fwd_ptr": fwd_ptr.astype(np.int64), "fwd_idx": fwd_idx32.astype(term_dtype),
+                  "fwd_val": fwd_val_out, "fwd_codes": fwd_codes}
         index = cls(arrays, ids, v.vocab, p)
         index.build_timings = timings
         return index
@@ -199,8 +216,9 @@ class SeismicIndex(BaseIndex):
         ok = (len(self.fwd_ptr) == n + 1 and self.fwd_ptr[-1] == len(self.fwd_idx)
               and (len(self.fwd_val) == len(self.fwd_idx) or len(self.fwd_codes) == len(self.fwd_idx))
               and len(self.list_block_ptr) == dim + 1 and self.list_block_ptr[-1] == self.n_blocks
-              and self.block_ptr[-1] == len(self.block_docs) and len(self.sum_ptr) == self.n_blocks + 1
-              and self.sum_ptr[-1] == len(self.sum_terms) == len(self.sum_codes)
+              and self.block_ptr[-1] == len(self.block_docs)
+              and len(self.comp_ptr) == dim + 1 and self.comp_ptr[-1] == len(self.comp_term) == len(self.comp_first)
+              and len(self.list_entry_ptr) == dim + 1 and self.list_entry_ptr[-1] == len(self.ent_block) == len(self.ent_code)
               and len(self.sum_min) == len(self.sum_scale) == self.n_blocks)
         if not ok:
             raise IndexError_(f"{path}: array sizes disagree with each other (corrupt index)")
@@ -216,8 +234,18 @@ class SeismicIndex(BaseIndex):
         if heap_factor < 0 or not math.isfinite(heap_factor):
             raise ValueError(f"heap_factor must be a finite number >= 0, got {heap_factor}")
         use_lut = len(self.fwd_codes) > 0
-        run_kernel(search_serial, search_parallel, threads, len(q),
-                   q.indptr, q.indices, q.values, k, query_cut, np.float32(heap_factor), len(self),
-                   self.list_block_ptr, self.block_ptr, self.block_docs, self.sum_ptr, self.sum_terms,
-                   self.sum_codes, self.sum_min, self.sum_scale, self.fwd_ptr, self.fwd_idx, self.fwd_val,
-                   self.fwd_codes, f16_table(), use_lut, scores, docs)
+        ix = tuple(getattr(self, name) for name in self.ARRAYS) + (f16_table(),)
+        common = (q.indptr, q.indices, q.values, k, query_cut, np.float32(heap_factor), use_lut)
+        if threads == 1 or len(q) == 1:
+            search_serial(*common, ix, *self._scratch(), scores, docs)
+        else:
+            run_kernel(None, search_parallel, threads, len(q), *common, len(self), ix, scores, docs)
+
+    def _scratch(self):
+        """This thread's (query vector, visited stamps, stamp counter), kept between calls."""
+        local = self.__dict__.setdefault("_local", threading.local())
+        if not hasattr(local, "q"):
+            local.q = np.zeros(self.vocab.size, dtype=np.float32)
+            local.visited = np.zeros(len(self), dtype=np.int32)
+            local.stamp = np.zeros(1, dtype=np.int64)
+        return local.q, local.visited, local.stamp

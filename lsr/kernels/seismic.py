@@ -51,6 +51,22 @@ def top_terms(indptr, indices, values, cut):
 
 
 @njit(cache=True)
+def _best_centroid(d, cut_ptr, cut_idx, cut_val, head, nxt, who, wgt, acc, alive):
+    """Centroid (among ``alive``) with the largest inner product with doc d's sketch."""
+    for p in range(cut_ptr[d], cut_ptr[d + 1]):
+        x = head[cut_idx[p]]
+        while x != -1:
+            acc[who[x]] += cut_val[p] * wgt[x]
+            x = nxt[x]
+    best, best_c = -1.0, -1
+    for c in range(alive.shape[0]):
+        if alive[c] and acc[c] > best:
+            best, best_c = acc[c], c
+        acc[c] = 0.0
+    return best_c
+
+
+@njit(cache=True)
 def _cluster_one(docs, fwd_ptr, fwd_idx, fwd_val, cut_ptr, cut_idx, cut_val, n_centroids,
                  min_cluster_size, seed, head, acc, assign):
     """Assign each doc of one list to its best random centroid; returns #clusters.
@@ -95,33 +111,32 @@ def _cluster_one(docs, fwd_ptr, fwd_idx, fwd_val, cut_ptr, cut_idx, cut_val, n_c
             wgt[e] = fwd_val[p]
             head[t] = e
             e += 1
+    alive = np.ones(n_centroids, dtype=np.bool_)
     sizes = np.zeros(n_centroids, dtype=np.int64)
     for i in range(m):
-        d = docs[i]
-        best, best_c = -1.0, 0
-        for p in range(cut_ptr[d], cut_ptr[d + 1]):
-            x = head[cut_idx[p]]
-            while x != -1:
-                acc[who[x]] += cut_val[p] * wgt[x]
-                x = nxt[x]
-        for c in range(n_centroids):
-            if acc[c] > best:
-                best, best_c = acc[c], c
-            acc[c] = 0.0
-        assign[i] = best_c
-        sizes[best_c] += 1
-    # Fold clusters smaller than min_cluster_size into the largest one: tiny
-    # blocks cost a summary each and are rarely worth skipping separately.
-    largest = np.argmax(sizes)
+        assign[i] = _best_centroid(docs[i], cut_ptr, cut_idx, cut_val, head, nxt, who, wgt, acc, alive)
+        sizes[assign[i]] += 1
+    # Dissolve clusters smaller than min_cluster_size and move their documents
+    # to their best surviving centroid: tiny blocks cost a summary each and
+    # are rarely worth skipping separately, and lumping them all together
+    # would make one large incoherent block that is hard to skip.
+    n_alive = 0
+    for c in range(n_centroids):
+        alive[c] = sizes[c] >= min_cluster_size
+        n_alive += alive[c]
+    if n_alive == 0:
+        alive[np.argmax(sizes)] = True
+    for i in range(m):
+        if not alive[assign[i]]:
+            assign[i] = _best_centroid(docs[i], cut_ptr, cut_idx, cut_val, head, nxt, who, wgt, acc, alive)
     relabel = np.full(n_centroids, -1, dtype=np.int64)
     n_out = 0
     for c in range(n_centroids):
-        if sizes[c] >= min_cluster_size or c == largest:
+        if alive[c]:
             relabel[c] = n_out
             n_out += 1
     for i in range(m):
-        a = relabel[assign[i]]
-        assign[i] = a if a >= 0 else relabel[largest]
+        assign[i] = relabel[assign[i]]
     for i in range(n_terms):
         head[touched_terms[i]] = -1
     return n_out
@@ -283,36 +298,51 @@ def summary_fill(block_ptr, block_docs, fwd_ptr, fwd_idx, fwd_val, vocab_size, t
 # -------------------------------------------------------------------- search
 
 
-# No fastmath: measured slower here (vectorised gathers do not pay off on
-# ~250-term documents), and it would make scores depend on the compiler.
+# Four accumulators: a single running sum is one dependency chain (one
+# float add latency, ~4 cycles, per term); four independent chains let the
+# CPU overlap them. Deterministic order, unlike fastmath, which was also
+# measured slower here.
 @njit(cache=True, inline="always")
 def _doc_dot(q, fwd_ptr, fwd_idx, fwd_val, fwd_codes, lut, use_lut, d):
-    s = np.float32(0.0)
+    a, b = fwd_ptr[d], fwd_ptr[d + 1]
+    s0 = np.float32(0.0)
+    s1 = np.float32(0.0)
+    s2 = np.float32(0.0)
+    s3 = np.float32(0.0)
+    p = a
     if use_lut:
-        for p in range(fwd_ptr[d], fwd_ptr[d + 1]):
-            s += q[fwd_idx[p]] * lut[fwd_codes[p]]
+        while p + 4 <= b:
+            s0 += q[fwd_idx[p]] * lut[fwd_codes[p]]
+            s1 += q[fwd_idx[p + 1]] * lut[fwd_codes[p + 1]]
+            s2 += q[fwd_idx[p + 2]] * lut[fwd_codes[p + 2]]
+            s3 += q[fwd_idx[p + 3]] * lut[fwd_codes[p + 3]]
+            p += 4
+        while p < b:
+            s0 += q[fwd_idx[p]] * lut[fwd_codes[p]]
+            p += 1
     else:
-        for p in range(fwd_ptr[d], fwd_ptr[d + 1]):
-            s += q[fwd_idx[p]] * fwd_val[p]
-    return s
+        while p + 4 <= b:
+            s0 += q[fwd_idx[p]] * fwd_val[p]
+            s1 += q[fwd_idx[p + 1]] * fwd_val[p + 1]
+            s2 += q[fwd_idx[p + 2]] * fwd_val[p + 2]
+            s3 += q[fwd_idx[p + 3]] * fwd_val[p + 3]
+            p += 4
+        while p < b:
+            s0 += q[fwd_idx[p]] * fwd_val[p]
+            p += 1
+    return (s0 + s1) + (s2 + s3)
 
 
-@njit(cache=True, inline="always")
-def _summary_score(q, sum_ptr, sum_terms, sum_codes, sum_min, sum_scale, blk):
-    """<q, dequantised summary> = min * sum(q_t) + scale * sum(q_t * code_t)."""
-    qs = np.float32(0.0)
-    qc = np.float32(0.0)
-    for p in range(sum_ptr[blk], sum_ptr[blk + 1]):
-        w = q[sum_terms[p]]
-        qs += w
-        qc += w * np.float32(sum_codes[p])
-    return sum_min[blk] * qs + sum_scale[blk] * qc
+# The index arrays travel as one tuple ``ix``:
+#   (list_block_ptr, block_ptr, block_docs, comp_ptr, comp_term, comp_first,
+#    list_entry_ptr, ent_block, ent_code, sum_min, sum_scale,
+#    fwd_ptr, fwd_idx, fwd_val, fwd_codes, lut)
 
 
 @njit(cache=True)
-def _search_one(q_idx, q_val, k, query_cut, heap_factor, q, visited, stamp, list_block_ptr, block_ptr,
-                block_docs, sum_ptr, sum_terms, sum_codes, sum_min, sum_scale, fwd_ptr, fwd_idx, fwd_val,
-                fwd_codes, lut, use_lut, out_scores, out_docs):
+def _search_one(q_idx, q_val, k, query_cut, heap_factor, use_lut, q, visited, stamp, ix, out_scores, out_docs):
+    (list_block_ptr, block_ptr, block_docs, comp_ptr, comp_term, comp_first, list_entry_ptr, ent_block, ent_code,
+     sum_min, sum_scale, fwd_ptr, fwd_idx, fwd_val, fwd_codes, lut) = ix
     n_terms = list_block_ptr.shape[0] - 1
     for j in range(q_idx.shape[0]):
         if q_idx[j] < n_terms:
@@ -329,9 +359,8 @@ def _search_one(q_idx, q_val, k, query_cut, heap_factor, q, visited, stamp, list
         b0, b1 = list_block_ptr[t], list_block_ptr[t + 1]
         if b1 == b0:
             continue
-        scores = np.empty(b1 - b0, dtype=np.float32)
-        for b in range(b0, b1):
-            scores[b - b0] = _summary_score(q, sum_ptr, sum_terms, sum_codes, sum_min, sum_scale, b)
+        scores = _list_summary_scores(q_idx, q_val, comp_ptr, comp_term, comp_first, list_entry_ptr[t + 1],
+                                      ent_block, ent_code, sum_min, sum_scale, b0, b1 - b0, t)
         # Every list best-first: good documents fill the heap early, the
         # threshold rises sooner, and the first block below it ends the list.
         visit = np.argsort(-scores, kind="mergesort")
@@ -355,39 +384,45 @@ def _search_one(q_idx, q_val, k, query_cut, heap_factor, q, visited, stamp, list
 
 
 @njit(cache=True)
-def _search_range(lo, hi, step, q_ptr, q_idx, q_val, k, query_cut, heap_factor, n_docs, list_block_ptr,
-                  block_ptr, block_docs, sum_ptr, sum_terms, sum_codes, sum_min, sum_scale, fwd_ptr, fwd_idx,
-                  fwd_val, fwd_codes, lut, use_lut, out_scores, out_docs):
-    q = np.zeros(list_block_ptr.shape[0] - 1, dtype=np.float32)
+def _search_range(lo, hi, step, q_ptr, q_idx, q_val, k, query_cut, heap_factor, use_lut, n_docs, ix,
+                  out_scores, out_docs):
+    q = np.zeros(ix[0].shape[0] - 1, dtype=np.float32)
     visited = np.zeros(n_docs, dtype=np.int32)
     stamp = 0
     for qi in range(lo, hi, step):
         stamp += 1
         a, b = q_ptr[qi], q_ptr[qi + 1]
-        _search_one(q_idx[a:b], q_val[a:b], k, query_cut, heap_factor, q, visited, stamp, list_block_ptr,
-                    block_ptr, block_docs, sum_ptr, sum_terms, sum_codes, sum_min, sum_scale, fwd_ptr, fwd_idx,
-                    fwd_val, fwd_codes, lut, use_lut, out_scores[qi], out_docs[qi])
+        _search_one(q_idx[a:b], q_val[a:b], k, query_cut, heap_factor, use_lut, q, visited, stamp, ix,
+                    out_scores[qi], out_docs[qi])
 
 
 @njit(cache=True)
-def search_serial(q_ptr, q_idx, q_val, k, query_cut, heap_factor, n_docs, list_block_ptr, block_ptr, block_docs,
-                  sum_ptr, sum_terms, sum_codes, sum_min, sum_scale, fwd_ptr, fwd_idx, fwd_val, fwd_codes, lut,
-                  use_lut, out_scores, out_docs):
-    _search_range(0, q_ptr.shape[0] - 1, 1, q_ptr, q_idx, q_val, k, query_cut, heap_factor, n_docs,
-                  list_block_ptr, block_ptr, block_docs, sum_ptr, sum_terms, sum_codes, sum_min, sum_scale, fwd_ptr,
-                  fwd_idx, fwd_val, fwd_codes, lut, use_lut, out_scores, out_docs)
+def search_serial(q_ptr, q_idx, q_val, k, query_cut, heap_factor, use_lut, ix, q, visited, stamp, out_scores,
+                  out_docs):
+    """Queries one after another on the calling thread, with caller-owned scratch.
+
+    ``q`` (vocabulary-sized, all zero) and ``visited`` (one int per document)
+    are reused across calls: allocating and zeroing them per query would cost
+    more than the search itself on a large collection. ``stamp[0]`` marks the
+    current query in ``visited``; it restarts at 0 after clearing.
+    """
+    for qi in range(q_ptr.shape[0] - 1):
+        if stamp[0] >= 2147483000:
+            visited[:] = 0
+            stamp[0] = 0
+        stamp[0] += 1
+        a, b = q_ptr[qi], q_ptr[qi + 1]
+        _search_one(q_idx[a:b], q_val[a:b], k, query_cut, heap_factor, use_lut, q, visited, stamp[0], ix,
+                    out_scores[qi], out_docs[qi])
 
 
 @njit(parallel=True, cache=True)
-def search_parallel(q_ptr, q_idx, q_val, k, query_cut, heap_factor, n_docs, list_block_ptr, block_ptr, block_docs,
-                    sum_ptr, sum_terms, sum_codes, sum_min, sum_scale, fwd_ptr, fwd_idx, fwd_val, fwd_codes, lut,
-                    use_lut, out_scores, out_docs):
+def search_parallel(q_ptr, q_idx, q_val, k, query_cut, heap_factor, use_lut, n_docs, ix, out_scores, out_docs):
     n_q = q_ptr.shape[0] - 1
     n_chunks = min(n_q, 64)
     for c in prange(n_chunks):
-        _search_range(c, n_q, n_chunks, q_ptr, q_idx, q_val, k, query_cut, heap_factor, n_docs, list_block_ptr,
-                      block_ptr, block_docs, sum_ptr, sum_terms, sum_codes, sum_min, sum_scale, fwd_ptr, fwd_idx,
-                      fwd_val, fwd_codes, lut, use_lut, out_scores, out_docs)
+        _search_range(c, n_q, n_chunks, q_ptr, q_idx, q_val, k, query_cut, heap_factor, use_lut, n_docs, ix,
+                      out_scores, out_docs)
 
 
 # ------------------------------------------------------------ static pruning
@@ -419,3 +454,87 @@ def prune_lists(ptr, docs, vals, threshold, cap):
             order = np.argsort(-vals[a:b], kind="mergesort")[: keep[t]]
             new_docs[new_ptr[t]:new_ptr[t + 1]] = np.sort(docs[a:b][order])
     return new_ptr, new_docs
+
+
+# --------------------------------------------------- transposed summaries
+
+
+@njit(parallel=True, cache=True)
+def transpose_summaries(list_block_ptr, sum_ptr, sum_terms, sum_codes):
+    """Per list, turn its blocks' summaries (block-major) into term-major form.
+
+    A list's summary entries keep their range ``sum_ptr[b0]:sum_ptr[b1]``
+    but are reordered by term (then block), so scoring a list's blocks only
+    touches the entries of the query's terms. Returns per-entry local block
+    ids and codes, plus for every (list, term) pair its term and its first
+    entry; ``n_terms[t]`` unique terms of list t sit at
+    ``sum_ptr[b0] : sum_ptr[b0] + n_terms[t]`` of the term arrays (compacted
+    by the caller).
+    """
+    n_lists = list_block_ptr.shape[0] - 1
+    n_entries = sum_terms.shape[0]
+    ent_block = np.empty(n_entries, dtype=np.int64)
+    ent_code = np.empty(n_entries, dtype=np.uint8)
+    comp_term = np.empty(n_entries, dtype=np.int64)
+    comp_first = np.empty(n_entries, dtype=np.int64)
+    n_terms = np.zeros(n_lists, dtype=np.int64)
+    for t in prange(n_lists):
+        b0, b1 = list_block_ptr[t], list_block_ptr[t + 1]
+        e0, e1 = sum_ptr[b0], sum_ptr[b1]
+        if e1 == e0:
+            continue
+        m = e1 - e0
+        terms = np.empty(m, dtype=np.int64)
+        blocks = np.empty(m, dtype=np.int64)
+        for b in range(b0, b1):
+            for e in range(sum_ptr[b], sum_ptr[b + 1]):
+                terms[e - e0] = sum_terms[e]
+                blocks[e - e0] = b - b0
+        order = np.argsort(terms * (b1 - b0 + 1) + blocks)  # by term, then block
+        n = 0
+        prev = -1
+        for i in range(m):
+            src = e0 + order[i]
+            ent_block[e0 + i] = blocks[order[i]]
+            ent_code[e0 + i] = sum_codes[src]
+            tt = terms[order[i]]
+            if tt != prev:
+                comp_term[e0 + n] = tt
+                comp_first[e0 + n] = e0 + i
+                n += 1
+                prev = tt
+        n_terms[t] = n
+    return ent_block, ent_code, comp_term, comp_first, n_terms
+
+
+@njit(cache=True, inline="always")
+def _list_summary_scores(q_idx, q_val, comp_ptr, comp_term, comp_first, list_entry_end, ent_block, ent_code,
+                         sum_min, sum_scale, b0, n_b, t):
+    """Summary scores of list t's blocks, touching only the query's terms.
+
+    Query terms are ascending (CSR invariant), as are the list's terms, so
+    each lookup searches only what is left of the list's term array.
+    """
+    qs = np.zeros(n_b, dtype=np.float32)
+    qc = np.zeros(n_b, dtype=np.float32)
+    c0, c1 = comp_ptr[t], comp_ptr[t + 1]
+    lo = c0
+    for j in range(q_idx.shape[0]):
+        if lo >= c1:
+            break
+        term = q_idx[j]
+        pos = lo + np.searchsorted(comp_term[lo:c1], term)
+        if pos < c1 and comp_term[pos] == term:
+            w = q_val[j]
+            end = comp_first[pos + 1] if pos + 1 < c1 else list_entry_end
+            for e in range(comp_first[pos], end):
+                s = ent_block[e]
+                qs[s] += w
+                qc[s] += w * np.float32(ent_code[e])
+            lo = pos + 1
+        else:
+            lo = pos
+    scores = np.empty(n_b, dtype=np.float32)
+    for s in range(n_b):
+        scores[s] = sum_min[b0 + s] * qs[s] + sum_scale[b0 + s] * qc[s]
+    return scores
