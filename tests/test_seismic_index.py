@@ -141,3 +141,40 @@ def test_real_splade_vectors_recall(med_indexes):
     got, _ = seismic.batch_search(queries, 10)
     recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(got, truth)])
     assert recall >= 0.95, recall
+
+
+def test_tune_chooses_and_stores_defaults(med_indexes, tmp_path):
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from conftest import BEIR
+    from lsr.cli.app import app
+    index_dir = tmp_path / "med"
+    shutil.copytree(med_indexes["seismic"], index_dir)
+    res = CliRunner().invoke(app, ["tune", str(index_dir), "--queries", str(BEIR / "med"), "--target-recall", "0.9",
+                                   "--sample", "30", "--json"])
+    assert res.exit_code == 0, res.output
+    result = json.loads(res.stdout)
+    best = result["best"]
+    assert best["recall"] >= 0.9 and len(result["runs"]) == 120
+    # the fastest setting meeting the target was chosen
+    assert all(r["mean_ms"] >= best["mean_ms"] for r in result["runs"] if r["recall"] >= 0.9)
+    params = load_index(index_dir).params
+    assert (params["query_cut"], params["heap_factor"]) == (best["query_cut"], best["heap_factor"])
+    load_index(index_dir, verify=True)  # checksums still hold after the manifest update
+
+
+def test_tune_unreachable_target_and_wrong_type(med_indexes):
+    from lsr.index.tune import tune
+    seismic, exact = load_index(med_indexes["seismic"]), load_index(med_indexes["exact"])
+    q = seismic.forward_vectors()[:20]
+    result = tune(seismic, q, exact, target_recall=1.0, query_cuts=(1,), heap_factors=(50.0,))
+    assert result["best"] is None and result["runs"][0]["recall"] < 1.0
+
+    from typer.testing import CliRunner
+
+    from conftest import BEIR
+    from lsr.cli.app import app
+    res = CliRunner().invoke(app, ["tune", str(med_indexes["exact"]), "--queries", str(BEIR / "med")])
+    assert res.exit_code == 1 and "tune applies to seismic indexes" in res.stderr

