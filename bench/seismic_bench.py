@@ -8,9 +8,11 @@ own child process so its memory is measured alone).
 
 Data: `--real NAME` reads the splade-tiny document vectors kept in
 bench/out/indexes/NAME-splade-tiny (made by bench/reference_check.py) and
-encodes the test queries of beir/NAME.
+encodes the test queries of beir/NAME; `--synthetic N` generates N seeded
+SPLADE-like documents and 500 queries (bench/synthetic.py).
 
     python bench/seismic_bench.py --real scifact
+    python bench/seismic_bench.py --synthetic 1000000
 Writes bench/out/seismic_<data>.json and a recall-vs-latency PNG.
 """
 from __future__ import annotations
@@ -150,6 +152,9 @@ def summarise(ms, recall, batch_s, n) -> dict:
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--real", default="scifact")
+    ap.add_argument("--synthetic", type=int, default=None, metavar="N_DOCS",
+                    help="use N_DOCS seeded synthetic SPLADE-like documents (bench/synthetic.py) instead")
+    ap.add_argument("--queries", type=int, default=500, help="synthetic queries")
     ap.add_argument("--n-postings", type=int, default=None)
     ap.add_argument("--skip-pyseismic", action="store_true")
     args = ap.parse_args()
@@ -158,8 +163,14 @@ def main():
 
     from lsr.index import SeismicIndex, load_index
     from lsr.index.seismic import BUILD_DEFAULTS, default_build_params
-    ids, docs, queries = real_data(args.real)
-    label = args.real
+    if args.synthetic:
+        from synthetic import generate
+        docs, queries = generate(args.synthetic, args.queries, seed=0)
+        ids = [str(i) for i in range(len(docs))]
+        label = f"synthetic{args.synthetic}"
+    else:
+        ids, docs, queries = real_data(args.real)
+        label = args.real
     params = {k: v for k, v in BUILD_DEFAULTS.items() if k not in ("forward_dtype", "seed")}
     params.update(default_build_params(len(docs)))
     if args.n_postings:

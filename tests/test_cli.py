@@ -173,3 +173,19 @@ def test_index_a_folder_from_lsr_encode(tmp_path):
     assert res.exit_code == 0, res.output
     hits = json.loads(run("search", tmp_path / "idx", "exercise and the heart", "--json").stdout)["hits"]
     assert hits[0]["doc_id"] == "d3" and hits[0]["title"] == "Exercise"
+
+
+def test_table_keeps_rank_score_and_id_with_long_titles(tmp_path):
+    corpus = tmp_path / "c.jsonl"
+    long_title = "Bone density " + "and very long words " * 20
+    corpus.write_text("\n".join(json.dumps({"_id": f"doc-{i}", "title": long_title + str(i), "text": "bone density"})
+                                for i in range(5)) + "\n")
+    assert run("index", corpus, "--model", "splade-tiny", "-o", tmp_path / "i", "-q").exit_code == 0
+    res = run("search", tmp_path / "i", "bone density", "-k", "5")
+    assert res.exit_code == 0
+    rows = [line for line in res.stdout.splitlines() if "doc-" in line]
+    assert len(rows) == 5
+    for rank, line in enumerate(rows, 1):
+        cells = [c.strip() for c in line.strip("│ ").split("│")]
+        assert cells[0] == str(rank) and cells[2].startswith("doc-") and float(cells[1]) > 0
+        assert cells[3].endswith("…")

@@ -151,16 +151,21 @@ def _print_hits(query: str, hits) -> None:
     from rich.console import Console
     from rich.table import Table
     console = Console(width=max(Console().width, 100))
-    id_width = max(6, *(len(h.doc_id) for h in hits))
-    # Fixed widths for the short columns: rich otherwise squeezes them first
-    # on a narrow (or non-terminal) console.
-    table = Table(title=query, title_justify="left", expand=True)
-    table.add_column("#", justify="right", width=len(str(len(hits))), no_wrap=True)
-    table.add_column("score", justify="right", width=8, no_wrap=True)
-    table.add_column("doc id", width=id_width, no_wrap=True)
-    table.add_column("title", overflow="ellipsis", no_wrap=True)
+    rank_w, score_w = len(str(len(hits))), 8
+    id_w = max(6, *(len(h.doc_id) for h in hits))
+    # Truncate titles ourselves: given over-long cells, rich shrinks the short
+    # columns (rank, score, id) to an ellipsis first.
+    title_w = max(10, console.width - rank_w - score_w - id_w - 13)
+    table = Table(title=query, title_justify="left")
+    table.add_column("#", justify="right", min_width=rank_w, no_wrap=True)
+    table.add_column("score", justify="right", min_width=score_w, no_wrap=True)
+    table.add_column("doc id", min_width=id_w, no_wrap=True)
+    table.add_column("title", no_wrap=True, max_width=title_w)
     for rank, h in enumerate(hits, 1):
-        table.add_row(str(rank), f"{h.score:.3f}", h.doc_id, h.title or (h.text or "")[:80])
+        title = " ".join((h.title or (h.text or "")).split())
+        if len(title) > title_w:
+            title = title[:title_w - 1] + "…"
+        table.add_row(str(rank), f"{h.score:.3f}", h.doc_id, title)
     console.print(table)
 
 
