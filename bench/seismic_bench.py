@@ -175,6 +175,7 @@ def main():
     params.update(default_build_params(len(docs)))
     if args.n_postings:
         params["n_postings"] = args.n_postings
+        label += f"_np{args.n_postings}"
     work = OUT / f"seismic_{label}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)

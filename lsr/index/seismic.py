@@ -76,9 +76,9 @@ def f16_table() -> np.ndarray:
 
 class SeismicIndex(BaseIndex):
     index_type = "seismic"
-    # Order matters: these arrays (plus the f16 table) form the kernel's `ix` tuple.
-    ARRAYS = ("list_block_ptr", "block_ptr", "block_docs", "sum_ptr", "sum_terms", "sum_codes", "sum_min",
-              "sum_scale", "fwd_ptr", "fwd_idx", "fwd_val", "fwd_codes")
+    # Order matters: all but the last (fwd_ptr), plus the f16 table, form the kernel's `ix` tuple.
+    ARRAYS = ("list_block_ptr", "block_ptr", "block_docs", "block_fwd", "sum_ptr", "sum_terms", "sum_codes",
+              "sum_min", "sum_scale", "fwd_idx", "fwd_val", "fwd_codes", "fwd_ptr")
 
     # ------------------------------------------------------------------ build
     @classmethod
@@ -178,7 +178,13 @@ class SeismicIndex(BaseIndex):
             fwd_codes, fwd_val_out = fwd_val.astype(np.float16).view(np.uint16), np.zeros(0, np.float32)
         else:
             fwd_codes, fwd_val_out = np.zeros(0, np.uint16), fwd_val.astype(np.float32)
+        # Per posting, where its document sits in the forward index (start << 16 | length).
+        doc_len = np.diff(fwd_ptr)
+        if len(doc_len) and doc_len.max() >= 1 << 16:
+            raise ValueError(f"a document has {int(doc_len.max())} non-zeros; the seismic index supports < 65536")
+        block_fwd = (fwd_ptr[:-1][block_docs].astype(np.int64) << 16) | doc_len[block_docs].astype(np.int64)
         arrays = {"list_block_ptr": list_block_ptr, "block_ptr": block_ptr, "block_docs": block_docs.astype(np.int32),
+                  "block_fwd": block_fwd,
                   "sum_ptr": sum_ptr, "sum_terms": sum_terms32.astype(term_dtype), "sum_codes": sum_codes,
                   "sum_min": sum_min, "sum_scale": sum_scale,
                   "fwd_ptr": fwd_ptr.astype(np.int64), "fwd_idx": fwd_idx32.astype(term_dtype),
@@ -208,7 +214,7 @@ class SeismicIndex(BaseIndex):
         ok = (len(self.fwd_ptr) == n + 1 and self.fwd_ptr[-1] == len(self.fwd_idx)
               and (len(self.fwd_val) == len(self.fwd_idx) or len(self.fwd_codes) == len(self.fwd_idx))
               and len(self.list_block_ptr) == dim + 1 and self.list_block_ptr[-1] == self.n_blocks
-              and self.block_ptr[-1] == len(self.block_docs)
+              and self.block_ptr[-1] == len(self.block_docs) == len(self.block_fwd)
               and len(self.sum_ptr) == self.n_blocks + 1 and self.sum_ptr[-1] == len(self.sum_terms) == len(self.sum_codes)
               and len(self.sum_min) == len(self.sum_scale) == self.n_blocks)
         if not ok:
@@ -225,7 +231,7 @@ class SeismicIndex(BaseIndex):
         if heap_factor < 0 or not math.isfinite(heap_factor):
             raise ValueError(f"heap_factor must be a finite number >= 0, got {heap_factor}")
         use_lut = len(self.fwd_codes) > 0
-        ix = tuple(getattr(self, name) for name in self.ARRAYS) + (f16_table(),)
+        ix = tuple(getattr(self, name) for name in self.ARRAYS[:-1]) + (f16_table(),)  # fwd_ptr: not for search
         common = (q.indptr, q.indices, q.values, k, query_cut, np.float32(heap_factor), use_lut)
         if threads == 1 or len(q) == 1:
             search_serial(*common, ix, *self._scratch(), scores, docs)

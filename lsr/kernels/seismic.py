@@ -303,8 +303,12 @@ def summary_fill(block_ptr, block_docs, fwd_ptr, fwd_idx, fwd_val, vocab_size, t
 # CPU overlap them. Deterministic order, unlike fastmath, which was also
 # measured slower here.
 @njit(cache=True, inline="always")
-def _doc_dot(q, fwd_ptr, fwd_idx, fwd_val, fwd_codes, lut, use_lut, d):
-    a, b = fwd_ptr[d], fwd_ptr[d + 1]
+def _doc_dot(q, packed, fwd_idx, fwd_val, fwd_codes, lut, use_lut):
+    # ``packed`` = start << 16 | length of the document in the forward index,
+    # stored per posting so scoring needs no lookup in a per-document table
+    # (a cache miss per document on large collections).
+    a = packed >> 16
+    b = a + (packed & 0xFFFF)
     s0 = np.float32(0.0)
     s1 = np.float32(0.0)
     s2 = np.float32(0.0)
@@ -352,14 +356,14 @@ def _summary_score(q, sum_ptr, sum_terms, sum_codes, sum_min, sum_scale, blk):
 
 
 # The index arrays travel as one tuple ``ix``:
-#   (list_block_ptr, block_ptr, block_docs, sum_ptr, sum_terms, sum_codes,
-#    sum_min, sum_scale, fwd_ptr, fwd_idx, fwd_val, fwd_codes, lut)
+#   (list_block_ptr, block_ptr, block_docs, block_fwd, sum_ptr, sum_terms,
+#    sum_codes, sum_min, sum_scale, fwd_idx, fwd_val, fwd_codes, lut)
 
 
 @njit(cache=True)
 def _search_one(q_idx, q_val, k, query_cut, heap_factor, use_lut, q, visited, stamp, ix, out_scores, out_docs):
-    (list_block_ptr, block_ptr, block_docs, sum_ptr, sum_terms, sum_codes, sum_min, sum_scale,
-     fwd_ptr, fwd_idx, fwd_val, fwd_codes, lut) = ix
+    (list_block_ptr, block_ptr, block_docs, block_fwd, sum_ptr, sum_terms, sum_codes, sum_min, sum_scale,
+     fwd_idx, fwd_val, fwd_codes, lut) = ix
     n_terms = list_block_ptr.shape[0] - 1
     for j in range(q_idx.shape[0]):
         if q_idx[j] < n_terms:
@@ -392,7 +396,7 @@ def _search_one(q_idx, q_val, k, query_cut, heap_factor, use_lut, q, visited, st
                 if visited[d] == stamp:
                     continue
                 visited[d] = stamp
-                s = _doc_dot(q, fwd_ptr, fwd_idx, fwd_val, fwd_codes, lut, use_lut, d)
+                s = _doc_dot(q, block_fwd[p], fwd_idx, fwd_val, fwd_codes, lut, use_lut)
                 if s > 0.0:
                     size = heap_push(hs, hd, size, k, s, d)
     for j in range(q_idx.shape[0]):

@@ -1,0 +1,35 @@
+"""Print a markdown comparison of a bench/out/seismic_*.json file (used for docs/RESULTS.md).
+
+    python bench/results_table.py bench/out/seismic_synthetic1000000.json
+"""
+import json
+import sys
+
+
+def main(path):
+    r = json.load(open(path))
+    S = r["systems"]
+    print(f"{r['data']}: {r['docs']:,} documents (mean nnz {r['mean_doc_nnz']:.1f}), {r['queries']} queries "
+          f"(mean nnz {r['mean_query_nnz']:.1f}); build parameters {r['params']}\n")
+    print("| system | build s | index MB | build peak RSS MB |\n|---|---:|---:|---:|")
+    for name, s in S.items():
+        if "build_s" in s:
+            extra = f" ({s['index_only_build_s']:.1f} index only)" if "index_only_build_s" in s else ""
+            print(f"| {name} | {s['build_s']:.1f}{extra} | {s['index_bytes'] / 1e6:.1f} | {s['peak_rss_mb']:.0f} |")
+    print("\n| query_cut / heap_factor | lsr recall@10 | pyseismic recall@10 | lsr mean ms | pyseismic mean ms "
+          "| lsr / pyseismic | lsr p99 ms | lsr batch q/s (2 threads) |\n|---|---:|---:|---:|---:|---:|---:|---:|")
+    py = {(x["query_cut"], x["heap_factor"]): x for x in S["pyseismic-lsr"]["runs"]}
+    for a in S["lsr-seismic"]["runs"]:
+        b = py[(a["query_cut"], a["heap_factor"])]
+        print(f"| {a['query_cut']} / {a['heap_factor']} | {a['recall@10']:.3f} | {b['recall@10']:.3f} | "
+              f"{a['mean_ms']:.3f} | {b['mean_ms']:.3f} | {a['mean_ms'] / b['mean_ms']:.2f} | {a['p99_ms']:.3f} | "
+              f"{a['batch_2t_qps']:,.0f} |")
+    for name in ("lsr-exact", "scipy-brute-force"):
+        x = S[name]["runs"][0]
+        print(f"\n{name}: mean {x['mean_ms']:.2f} ms, p50 {x['p50_ms']:.2f}, p99 {x['p99_ms']:.2f}, "
+              f"batch (2 threads) {x['batch_2t_qps']:,.0f} q/s.", end="")
+    print()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
