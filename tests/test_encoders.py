@@ -1,7 +1,6 @@
 import json
 from itertools import islice
 
-import numpy as np
 import pytest
 
 from lsr.data import load_dataset

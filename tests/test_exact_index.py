@@ -1,5 +1,4 @@
 import json
-import threading
 
 import numpy as np
 import pytest
@@ -129,20 +128,3 @@ def test_duplicate_doc_ids_rejected():
     from lsr.errors import DataError
     with pytest.raises(DataError, match="duplicate document id 'd0'"):
         ExactIndex.build(DOCS, ["d0", "d1", "d0", "d3"])
-
-
-def test_concurrent_searches_identical():
-    rng = np.random.default_rng(5)
-    d = sp.random(2000, 300, density=0.05, format="csr", random_state=rng, dtype=np.float32)
-    q = sp.random(64, 300, density=0.05, format="csr", random_state=rng, dtype=np.float32)
-    idx = ExactIndex.build(d)
-    expected = idx.search_numbers(q, 10)
-    results = [None] * 6
-
-    def worker(i):
-        results[i] = idx.search_numbers(q, 10, threads=1 + i % 2)
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(6)]
-    [t.start() for t in threads]
-    [t.join() for t in threads]
-    for r in results:
-        assert np.array_equal(r[0], expected[0]) and np.array_equal(r[1], expected[1])

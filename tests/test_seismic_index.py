@@ -1,5 +1,4 @@
 import json
-import threading
 
 import numpy as np
 import pytest
@@ -113,20 +112,6 @@ def test_empty_query_and_terms_without_postings():
         assert (idx.search_numbers(q, 5)[0] == -1).all()
     with pytest.raises(QueryError, match="dimension 401, the index has 400"):
         idx.search_numbers(sp.csr_matrix((1, 401), dtype=np.float32), 5)
-
-
-def test_concurrent_searches_identical():
-    idx = SeismicIndex.build(DOCS)
-    expected = idx.search_numbers(QUERIES, 10, threads=1)
-    results = [None] * 6
-
-    def worker(i):
-        results[i] = idx.search_numbers(QUERIES, 10, threads=1 + i % 2)
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(6)]
-    [t.start() for t in threads]
-    [t.join() for t in threads]
-    for docs, scores in results:
-        assert np.array_equal(docs, expected[0]) and np.array_equal(scores, expected[1])
 
 
 def test_real_splade_vectors_recall(med_indexes):
