@@ -207,7 +207,6 @@ def main():
     print("lsr-exact", result["systems"]["lsr-exact"]["runs"][0], flush=True)
 
     # scipy brute force
-    import scipy.sparse as sp
     DT = docs.to_scipy().T.tocsr()
     Q = queries.to_scipy()
     q_rows = [Q[i] for i in range(nq)]  # row slicing outside the timings
