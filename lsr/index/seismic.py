@@ -58,27 +58,11 @@ def default_build_params(n_docs: int) -> dict:
     return {"n_postings": int(min(4000, max(1000, round(n_docs * 0.0005))))}
 
 
-def _f16_table() -> np.ndarray:
-    """float16 bit pattern -> float32 value, for all 65,536 patterns."""
-    with np.errstate(invalid="ignore"):
-        return np.arange(65536, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float32)
-
-
-_LUT = None
-
-
-def f16_table() -> np.ndarray:
-    global _LUT
-    if _LUT is None:
-        _LUT = _f16_table()
-    return _LUT
-
-
 class SeismicIndex(BaseIndex):
     index_type = "seismic"
-    # Order matters: all but the last (fwd_ptr), plus the f16 table, form the kernel's `ix` tuple.
-    ARRAYS = ("list_block_ptr", "block_ptr", "block_docs", "block_fwd", "sum_ptr", "sum_terms", "sum_codes",
-              "sum_min", "sum_scale", "fwd_idx", "fwd_val", "fwd_codes", "fwd_ptr")
+    # Order matters: all but the last (fwd_ptr) form the kernel's `ix` tuple.
+    ARRAYS = ("list_block_ptr", "block_ptr", "block_docs", "block_fwd", "dir_ptr", "dir_terms", "dir_cnt", "dir_off",
+              "ent_blk", "ent_code", "sum_min", "sum_scale", "fwd_idx", "fwd_val", "fwd_codes", "fwd_ptr")
 
     # ------------------------------------------------------------------ build
     @classmethod
@@ -167,13 +151,16 @@ class SeismicIndex(BaseIndex):
             sum_scale = np.empty(len(block_ptr) - 1, dtype=np.float32)
             K.summary_fill(block_ptr, block_docs, fwd_ptr, fwd_idx32, fwd_val, dim, thresholds, ties, sum_ptr,
                            sum_terms32, sum_codes, sum_min, sum_scale)
+            term_dtype = np.uint16 if dim <= 65536 else np.int32  # halves these arrays for BERT-size vocabularies
+            summaries = dict(zip(("dir_ptr", "dir_terms", "dir_cnt", "dir_off", "ent_blk", "ent_code"),
+                                 K.summaries_by_term(list_block_ptr, sum_ptr, sum_terms32, sum_codes, dim, term_dtype)))
+            del sum_ptr, sum_terms32, sum_codes
             timings["summaries_s"] = time.perf_counter() - t0
             bar.update()
         finally:
             numba.set_num_threads(old_threads)
             bar.close()
 
-        term_dtype = np.uint16 if dim <= 65536 else np.int32  # halves the forward index for BERT-size vocabularies
         if p["forward_dtype"] == "f16":
             fwd_codes, fwd_val_out = fwd_val.astype(np.float16).view(np.uint16), np.zeros(0, np.float32)
         else:
@@ -185,8 +172,7 @@ class SeismicIndex(BaseIndex):
         block_fwd = (fwd_ptr[:-1][block_docs].astype(np.int64) << 16) | doc_len[block_docs].astype(np.int64)
         arrays = {"list_block_ptr": list_block_ptr, "block_ptr": block_ptr, "block_docs": block_docs.astype(np.int32),
                   "block_fwd": block_fwd,
-                  "sum_ptr": sum_ptr, "sum_terms": sum_terms32.astype(term_dtype), "sum_codes": sum_codes,
-                  "sum_min": sum_min, "sum_scale": sum_scale,
+                  **summaries, "sum_min": sum_min, "sum_scale": sum_scale,
                   "fwd_ptr": fwd_ptr.astype(np.int64), "fwd_idx": fwd_idx32.astype(term_dtype),
                   "fwd_val": fwd_val_out, "fwd_codes": fwd_codes}
         index = cls(arrays, ids, v.vocab, p)
@@ -205,17 +191,20 @@ class SeismicIndex(BaseIndex):
     def forward_vectors(self):
         """The documents as stored in the forward index (float16-rounded if so built)."""
         from ..sparse import SparseVectors
-        values = f16_table()[self.fwd_codes] if len(self.fwd_codes) else np.asarray(self.fwd_val)
+        values = (np.asarray(self.fwd_codes).view(np.float16).astype(np.float32) if len(self.fwd_codes)
+                  else np.asarray(self.fwd_val))
         return SparseVectors(np.asarray(self.fwd_ptr), np.asarray(self.fwd_idx).astype(np.int32), values,
                              self.vocab, validate=False)
 
     def _check_arrays(self, path: Path) -> None:
+        from ..kernels.seismic import DIR_SAMPLE
         n, dim = len(self), self.vocab.size
         ok = (len(self.fwd_ptr) == n + 1 and self.fwd_ptr[-1] == len(self.fwd_idx)
               and (len(self.fwd_val) == len(self.fwd_idx) or len(self.fwd_codes) == len(self.fwd_idx))
               and len(self.list_block_ptr) == dim + 1 and self.list_block_ptr[-1] == self.n_blocks
               and self.block_ptr[-1] == len(self.block_docs) == len(self.block_fwd)
-              and len(self.sum_ptr) == self.n_blocks + 1 and self.sum_ptr[-1] == len(self.sum_terms) == len(self.sum_codes)
+              and len(self.dir_ptr) == dim + 1 and self.dir_ptr[-1] == len(self.dir_terms) == len(self.dir_cnt)
+              and len(self.dir_off) == -(-len(self.dir_terms) // DIR_SAMPLE) and len(self.ent_blk) == len(self.ent_code)
               and len(self.sum_min) == len(self.sum_scale) == self.n_blocks)
         if not ok:
             raise IndexError_(f"{path}: array sizes disagree with each other (corrupt index)")
@@ -230,9 +219,11 @@ class SeismicIndex(BaseIndex):
             raise ValueError(f"query_cut must be >= 1, got {query_cut}")
         if heap_factor < 0 or not math.isfinite(heap_factor):
             raise ValueError(f"heap_factor must be a finite number >= 0, got {heap_factor}")
-        use_lut = len(self.fwd_codes) > 0
-        ix = tuple(getattr(self, name) for name in self.ARRAYS[:-1]) + (f16_table(),)  # fwd_ptr: not for search
-        common = (q.indptr, q.indices, q.values, k, query_cut, np.float32(heap_factor), use_lut)
+        f16 = len(self.fwd_codes) > 0
+        ix = self.__dict__.get("_ix")
+        if ix is None:  # fwd_ptr is not needed to search
+            ix = self._ix = tuple(getattr(self, name) for name in self.ARRAYS[:-1])
+        common = (q.indptr, q.indices, q.values, k, query_cut, np.float32(heap_factor), f16)
         if threads == 1 or len(q) == 1:
             search_serial(*common, ix, *self._scratch(), scores, docs)
         else:

@@ -27,7 +27,7 @@ import numpy as np
 from ..errors import IndexError_
 
 FORMAT = "lsr-index"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: seismic summaries stored term-major (dir_*/ent_* arrays)
 MANIFEST = "manifest.json"
 
 
