@@ -11,7 +11,8 @@ Representations" (SIGIR 2024):
   the list, ``centroid_fraction`` of its length; assignment by inner product
   with the document's ``doc_cut`` heaviest terms) into blocks;
 * summaries: per block, the coordinate-wise max of its documents, pruned to
-  ``summary_energy`` of its L1 mass and quantised to 8 bits;
+  ``summary_energy`` of its L1 mass and quantised to 8 bits; stored
+  term-major per list, so a query reads only its own terms' entries;
 * a forward index with every document's full vector (float16 or float32)
   for exact scoring.
 

@@ -117,13 +117,13 @@ def _cluster_one(docs, fwd_ptr, fwd_idx, fwd_val, cut_ptr, cut_idx, cut_val, n_c
     for i in range(m):
         assign[i] = _best_centroid(docs[i], cut_ptr, cut_idx, cut_val, head, nxt, who, wgt, acc, alive)
         sizes[assign[i]] += 1
-    # Dissolve clusters smaller than min_cluster_size and move their documents
+    # Dissolve clusters of min_cluster_size or fewer and move their documents
     # to their best surviving centroid: tiny blocks cost a summary each and
     # are rarely worth skipping separately, and lumping them all together
     # would make one large incoherent block that is hard to skip.
     n_alive = 0
     for c in range(n_centroids):
-        alive[c] = sizes[c] >= min_cluster_size
+        alive[c] = sizes[c] > min_cluster_size  # as Seismic: a cluster of min_cluster_size or fewer dissolves
         n_alive += alive[c]
     if n_alive == 0:
         alive[np.argmax(sizes)] = True
@@ -158,7 +158,7 @@ def cluster_lists(list_ptr, list_docs, fwd_ptr, fwd_idx, fwd_val, cut_ptr, cut_i
             a, b = list_ptr[t], list_ptr[t + 1]
             if b == a:
                 continue
-            n_c = min(max_centroids, max(1, int(np.ceil(centroid_fraction * (b - a)))))
+            n_c = min(max_centroids, max(1, int(centroid_fraction * (b - a))))
             n_clusters[t] = _cluster_one(list_docs[a:b], fwd_ptr, fwd_idx, fwd_val, cut_ptr, cut_idx, cut_val,
                                          n_c, min_cluster_size, seed * 1000003 + t, head, acc, assign[a:b])
     return assign, n_clusters
