@@ -1,8 +1,8 @@
 """Seeded generator of SPLADE-like sparse vectors (for benchmarks at scale).
 
 Statistics and how they were calibrated (splade-tiny encodings of the
-beir/scifact corpus and test queries, measured 2026-11-23 with the snippet
-in docs/RESULTS.md):
+beir/scifact corpus and test queries, measured 2026-11-23; the figures are
+reproduced by `python bench/synthetic_calibration.py`):
 
 * vocabulary 30,522 (BERT), term popularity Zipf-like: document frequency
   against rank has slope about -1.2 on log-log axes in the real encodings,
@@ -29,8 +29,8 @@ in docs/RESULTS.md):
   weight), which gives 0.55 and leaves the weight quantiles unchanged
   (median 0.56, 90th percentile 1.50). The rank correlation between a term's
   document frequency and its mean document weight is 0.13 in the real data,
-  0.44 untilted, 0.32 tilted. Measured with 100k documents by the snippet in
-  docs/RESULTS.md ("synthetic calibration").
+  0.44 untilted, 0.32 tilted. Measured with 100k synthetic documents by
+  `python bench/synthetic_calibration.py`.
 """
 from __future__ import annotations
 

@@ -3,7 +3,8 @@
 Build: cluster each (statically pruned) inverted list into blocks of
 documents that are close by inner product, then give every block a summary
 (coordinate-wise max of its documents, pruned to a share of its L1 mass and
-quantised to 8 bits). Search: visit the query's heaviest terms' lists (blocks best-first), score
+quantised to 8 bits). Search: visit the query's heaviest terms' lists (the first one's blocks
+best-first, the others' in stored order), score
 a block's documents exactly (from the forward index) only when the block's
 summary promises enough.
 
@@ -423,6 +424,8 @@ def _search_one(q_idx, q_val, k, query_cut, heap_factor, f16, q, visited, stamp,
     size = 0
     order = np.argsort(-q_val, kind="mergesort")
     n_cut = min(query_cut, order.shape[0])
+    first_list = False
+    keys = np.empty(0, dtype=np.uint64)
     for ci in range(n_cut):
         t = q_idx[order[ci]]
         if t >= n_terms:
@@ -430,6 +433,7 @@ def _search_one(q_idx, q_val, k, query_cut, heap_factor, f16, q, visited, stamp,
         b0, b1 = list_block_ptr[t], list_block_ptr[t + 1]
         if b1 == b0:
             continue
+        first_list = ci == 0 or size == 0  # the heaviest term's list (or the first that has blocks)
         # Block summary scores, <q, min + scale * code> over each summary's
         # terms = min * sum(q_u) + scale * sum(q_u * code_u), accumulated
         # term-major: for each query term (ascending, as the directory), find
@@ -465,20 +469,24 @@ def _search_one(q_idx, q_val, k, query_cut, heap_factor, f16, q, visited, stamp,
         scores = np.empty(nb, dtype=np.float32)
         for i in range(nb):
             scores[i] = sum_min[b0 + i] * qsum[i] + sum_scale[b0 + i] * acc[i]
-        # Every list best-first: good documents fill the heap early, the
-        # threshold rises sooner, and the first block below it ends the list.
-        # One in-place sort of (descending score, block) packed into uint64
-        # keys: argsort(kind="mergesort") cost 2 us per list here.
-        bits = scores.view(np.uint32)
-        keys = np.empty(nb, dtype=np.uint64)
-        for i in range(nb):
-            o = bits[i] ^ np.uint32(0x80000000) if bits[i] < np.uint32(0x80000000) else ~bits[i]
-            keys[i] = (np.uint64(~o) << np.uint64(32)) | np.uint64(i)
-        keys.sort()
+        # The first list best-first, so that good documents fill the heap
+        # early and the threshold rises; later lists in stored order, each
+        # block checked against the threshold as it stands (Seismic's
+        # default). Sorting every list cost more than it saved here.
+        # The sort: (descending score, block) packed into uint64 keys.
+        if first_list:
+            bits = scores.view(np.uint32)
+            keys = np.empty(nb, dtype=np.uint64)
+            for i in range(nb):
+                o = bits[i] ^ np.uint32(0x80000000) if bits[i] < np.uint32(0x80000000) else ~bits[i]
+                keys[i] = (np.uint64(~o) << np.uint64(32)) | np.uint64(i)
+            keys.sort()
         for vi in range(nb):
-            bi = np.int64(keys[vi] & np.uint64(0xFFFFFFFF))
+            bi = np.int64(keys[vi] & np.uint64(0xFFFFFFFF)) if first_list else vi
             if size == k and scores[bi] < heap_factor * hs[0]:
-                break  # sorted: every later block scores lower still
+                if first_list:
+                    break  # sorted: every later block scores lower still
+                continue
             blk = b0 + bi
             pa, pb = block_ptr[blk], block_ptr[blk + 1]
             for p in range(pa, pb):
