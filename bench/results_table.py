@@ -28,7 +28,35 @@ def main(path):
         x = S[name]["runs"][0]
         print(f"\n{name}: mean {x['mean_ms']:.2f} ms, p50 {x['p50_ms']:.2f}, p99 {x['p99_ms']:.2f}, "
               f"batch (2 threads) {x['batch_2t_qps']:,.0f} q/s.", end="")
-    print()
+    print("\n")
+    acceptance(S)
+
+
+def best(runs, target):
+    ok = [x for x in runs if x["recall@10"] >= target]
+    return min(ok, key=lambda x: x["mean_ms"]) if ok else None
+
+
+def acceptance(S, target=0.95):
+    """Each Seismic's fastest setting with recall@10 >= target, and the issue's ratios."""
+    lsr, ps = best(S["lsr-seismic"]["runs"], target), best(S["pyseismic-lsr"]["runs"], target)
+    exact = S["lsr-exact"]["runs"][0]["mean_ms"]
+    for name, b in (("lsr-seismic", lsr), ("pyseismic-lsr", ps)):
+        print(f"- {name} fastest at recall@10 >= {target}: " + (
+            f"query_cut {b['query_cut']} / heap_factor {b['heap_factor']}, recall {b['recall@10']:.3f}, "
+            f"{b['mean_ms']:.3f} ms" if b else "not reached on this grid"))
+    if lsr and ps:
+        print(f"- latency lsr / pyseismic: {lsr['mean_ms'] / ps['mean_ms']:.2f}")
+        same = [x for x in S["lsr-seismic"]["runs"] if x["recall@10"] >= ps["recall@10"]]
+        if same:
+            m = min(same, key=lambda x: x["mean_ms"])
+            print(f"- lsr at recall >= pyseismic's {ps['recall@10']:.3f}: {m['mean_ms']:.3f} ms "
+                  f"({m['query_cut']} / {m['heap_factor']}), ratio {m['mean_ms'] / ps['mean_ms']:.2f}")
+    if lsr:
+        print(f"- exact / lsr-seismic latency: {exact / lsr['mean_ms']:.1f}x")
+    a, b = S["lsr-seismic"], S["pyseismic-lsr"]
+    print(f"- index size lsr / pyseismic: {a['index_bytes'] / b['index_bytes']:.2f}; build time lsr / pyseismic: "
+          f"{a['build_s'] / b['index_only_build_s']:.2f} (index only), {a['build_s'] / b['build_s']:.2f} (end to end)")
 
 
 if __name__ == "__main__":
