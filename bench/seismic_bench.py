@@ -156,6 +156,8 @@ def main():
                     help="use N_DOCS seeded synthetic SPLADE-like documents (bench/synthetic.py) instead")
     ap.add_argument("--queries", type=int, default=500, help="synthetic queries")
     ap.add_argument("--n-postings", type=int, default=None)
+    ap.add_argument("--centroid-fraction", type=float, default=None)
+    ap.add_argument("--summary-energy", type=float, default=None)
     ap.add_argument("--skip-pyseismic", action="store_true")
     args = ap.parse_args()
     os.environ.setdefault("IR_DATASETS_HOME", str(ROOT / ".cache" / "ir_datasets"))
@@ -176,6 +178,12 @@ def main():
     if args.n_postings:
         params["n_postings"] = args.n_postings
         label += f"_np{args.n_postings}"
+    if args.centroid_fraction:
+        params["centroid_fraction"] = args.centroid_fraction
+        label += f"_cf{args.centroid_fraction:g}"
+    if args.summary_energy:
+        params["summary_energy"] = args.summary_energy
+        label += f"_se{args.summary_energy:g}"
     work = OUT / f"seismic_{label}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
