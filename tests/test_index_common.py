@@ -24,3 +24,11 @@ def test_concurrent_searches_identical(index_type):
     [t.join() for t in threads]
     for found, scores in results:
         assert np.array_equal(found, expected[0]) and np.array_equal(scores, expected[1])
+
+
+@pytest.mark.parametrize("index_type", [ExactIndex, SeismicIndex])
+def test_doc_ids_must_match_vectors(index_type):
+    docs = sp.random(20, 50, density=0.2, format="csr", random_state=1, dtype=np.float32)
+    assert list(index_type.build(docs).doc_ids.take(np.array([[0, 19]]))[0]) == ["0", "19"]
+    with pytest.raises(ValueError, match="3 doc ids for 20 vectors"):
+        index_type.build(docs, ["a", "b", "c"])

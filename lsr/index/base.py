@@ -40,6 +40,14 @@ class BaseIndex:
     def __len__(self) -> int:
         return len(self.doc_ids)
 
+    @staticmethod
+    def _doc_ids_for(doc_ids, n_vectors: int) -> DocIds:
+        """External ids for a build: the given ones (one per vector) or "0", "1", ..."""
+        ids = DocIds.from_list(doc_ids if doc_ids is not None else [str(i) for i in range(n_vectors)])
+        if len(ids) != n_vectors:
+            raise ValueError(f"{len(ids)} doc ids for {n_vectors} vectors")
+        return ids
+
     @property
     def n_postings(self) -> int:
         raise NotImplementedError

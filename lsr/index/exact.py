@@ -12,7 +12,6 @@ import numpy as np
 from ..errors import IndexError_
 from ..sparse import as_sparse_vectors
 from .base import BaseIndex, run_kernel
-from .docs import DocIds
 
 
 class ExactIndex(BaseIndex):
@@ -27,9 +26,7 @@ class ExactIndex(BaseIndex):
         indexes are accepted and ignored so callers can swap index types.
         """
         v = as_sparse_vectors(vectors, vocab)
-        ids = DocIds.from_list(doc_ids if doc_ids is not None else [str(i) for i in range(len(v))])
-        if len(ids) != len(v):
-            raise ValueError(f"{len(ids)} doc ids for {len(v)} vectors")
+        ids = cls._doc_ids_for(doc_ids, len(v))
         csc = v.to_scipy().tocsc()
         csc.sort_indices()
         arrays = {"post_ptr": csc.indptr.astype(np.int64), "post_docs": csc.indices.astype(np.int32),

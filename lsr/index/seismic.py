@@ -34,7 +34,6 @@ import numpy as np
 from ..errors import IndexError_
 from ..sparse import as_sparse_vectors
 from .base import BaseIndex, run_kernel
-from .docs import DocIds
 
 BUILD_DEFAULTS = {
     "n_postings": None,  # None: chosen from the collection size, see default_build_params
@@ -87,9 +86,7 @@ class SeismicIndex(BaseIndex):
             raise TypeError(f"unknown SeismicIndex parameter(s): {', '.join(sorted(unknown))}")
         v = as_sparse_vectors(vectors, vocab)
         n_docs, dim = len(v), v.vocab.size
-        ids = DocIds.from_list(doc_ids if doc_ids is not None else [str(i) for i in range(n_docs)])
-        if len(ids) != n_docs:
-            raise ValueError(f"{len(ids)} doc ids for {n_docs} vectors")
+        ids = cls._doc_ids_for(doc_ids, n_docs)
         p = {**BUILD_DEFAULTS, **SEARCH_DEFAULTS, **{k: val for k, val in params.items() if val is not None}}
         if p["n_postings"] is None:
             p.update(default_build_params(n_docs))
