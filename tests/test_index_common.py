@@ -1,11 +1,13 @@
 """Behaviour every index type shares (exact and seismic)."""
+import json
 import threading
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from lsr.index import ExactIndex, SeismicIndex
+from lsr.errors import IndexError_
+from lsr.index import ExactIndex, SeismicIndex, load_index
 
 
 @pytest.mark.parametrize("index_type", [ExactIndex, SeismicIndex])
@@ -32,3 +34,26 @@ def test_doc_ids_must_match_vectors(index_type):
     assert list(index_type.build(docs).doc_ids.take(np.array([[0, 19]]))[0]) == ["0", "19"]
     with pytest.raises(ValueError, match="3 doc ids for 20 vectors"):
         index_type.build(docs, ["a", "b", "c"])
+
+
+@pytest.mark.parametrize("index_type,array", [(ExactIndex, "post_vals.npy"), (SeismicIndex, "block_docs.npy")])
+def test_corrupt_truncated_and_wrong_version(tmp_path, index_type, array):
+    docs = sp.random(200, 80, density=0.1, format="csr", random_state=2, dtype=np.float32)
+    index_type.build(docs).save(tmp_path / "i")
+    path = tmp_path / "i" / array
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(IndexError_, match=f"checksum mismatch for {array}"):
+        load_index(tmp_path / "i")
+    path.write_bytes(bytes(data[:-4]))
+    with pytest.raises(IndexError_, match=f"{array} is .* bytes, manifest says .* \\(truncated\\?\\)"):
+        load_index(tmp_path / "i")
+    index_type.build(docs).save(tmp_path / "v")
+    manifest = tmp_path / "v" / "manifest.json"
+    for version in (1, 99):  # an older lsr (block-major seismic summaries), a newer one
+        m = json.loads(manifest.read_text())
+        m["format_version"] = version
+        manifest.write_text(json.dumps(m))
+        with pytest.raises(IndexError_, match=f"format version {version} is not supported"):
+            load_index(tmp_path / "v")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from lsr.errors import IndexError_, QueryError
+from lsr.errors import QueryError
 from lsr.index import ExactIndex, SeismicIndex, load_index
 from lsr.sparse import SparseVectors, Vocabulary
 
@@ -79,25 +79,6 @@ def test_save_load_round_trip(tmp_path):
     for a, b in zip(idx.batch_search(QUERIES, 10), back.batch_search(QUERIES, 10)):
         assert np.array_equal(a, b)
     assert back.batch_search(QUERIES[:1], 3)[0][0][0].startswith("doc")
-
-
-def test_corrupt_truncated_wrong_version(tmp_path):
-    SeismicIndex.build(DOCS).save(tmp_path / "s")
-    p = tmp_path / "s" / "block_docs.npy"
-    data = bytearray(p.read_bytes())
-    data[-3] ^= 0x55
-    p.write_bytes(bytes(data))
-    with pytest.raises(IndexError_, match="checksum mismatch for block_docs.npy"):
-        load_index(tmp_path / "s")
-    p.write_bytes(bytes(data[:-10]))
-    with pytest.raises(IndexError_, match="block_docs.npy is .* \\(truncated\\?\\)"):
-        load_index(tmp_path / "s")
-    SeismicIndex.build(DOCS).save(tmp_path / "v")
-    m = json.loads((tmp_path / "v" / "manifest.json").read_text())
-    m["format_version"] = 1  # written by an older lsr (block-major summaries)
-    (tmp_path / "v" / "manifest.json").write_text(json.dumps(m))
-    with pytest.raises(IndexError_, match="format version 1 is not supported"):
-        load_index(tmp_path / "v")
 
 
 def test_empty_query_and_terms_without_postings():
