@@ -506,9 +506,9 @@ def _search_one(q_idx, q_val, k, query_cut, heap_factor, f16, q, visited, stamp,
                 start = packed >> 16
                 stop = start + (packed & 0xFFFF)
                 if f16:
-                    s = sparse_dot(q, fwd_idx, fwd_codes, start, stop)[0]
+                    s = sparse_dot(q, fwd_idx, fwd_codes, start, stop)
                 else:
-                    s = sparse_dot(q, fwd_idx, fwd_val, start, stop)[0]
+                    s = sparse_dot(q, fwd_idx, fwd_val, start, stop)
                 # inline admission test: most documents do not enter the heap
                 if s > 0.0 and (size < k or s > hs[0] or (s == hs[0] and d < hd[0])):
                     size = heap_push(hs, hd, size, k, s, d)

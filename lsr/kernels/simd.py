@@ -1,6 +1,6 @@
 """Vectorised sparse · dense dot products for the search kernels.
 
-Scoring a document (or a block summary) against the query is
+Scoring a document against the query is
 ``sum(q[idx[p]] * value(vals[p]) for p in a..b)``: a gather from the dense,
 vocabulary-sized query vector. numba's auto-vectoriser does not turn that
 loop into good SIMD code (measured slower than scalar here), so this module
@@ -11,16 +11,14 @@ lowers it to AVX2 ``vgatherdps`` + F16C ``vcvtph2ps`` where the CPU has them
 and to plain scalar code where it does not, so results are the same on
 every machine up to float rounding order.
 
-Stored values come in three encodings, chosen by the array's dtype:
-float32 (as is), uint16 (IEEE float16 bit patterns) and uint8 (summary
-codes, returned undequantised). Index arrays are uint16 or int32.
+Stored values come in two encodings, chosen by the array's dtype: float32
+(as is) and uint16 (IEEE float16 bit patterns). Index arrays are uint16 or
+int32. ``sparse_dot(q, idx, vals, a, b)`` returns the float32 sum.
 
-``sparse_dot(q, idx, vals, a, b)`` returns ``(sum q*v, sum q)`` as two
-float32; the second is what an affine-quantised summary needs
-(``min * sum q + scale * sum q*code``) and costs one vector add.
-
-Float16 decoding needs F16C on x86; without it (or off x86) the module
-reports ``HAVE_F16`` False and callers use a lookup table instead.
+Float16 decoding uses F16C on x86 (``HAVE_F16``); without it the same
+intrinsic decodes the bits with integer arithmetic (exact for every
+pattern), since an ``fpext half`` there would need a runtime-library call
+that numba's JIT may not resolve.
 """
 from __future__ import annotations
 
@@ -95,8 +93,6 @@ def _decode(builder, raw, kind, vector, fpext_f16=True):
     f32 = _vec(_F32) if vector else _F32
     if kind == "f32":
         return raw
-    if kind == "u8":
-        return builder.uitofp(raw, f32)
     if fpext_f16:
         half = _vec(ir.HalfType()) if vector else ir.HalfType()
         return builder.fpext(builder.bitcast(raw, half), f32)
@@ -143,22 +139,20 @@ def _value_kind(dtype):
         return "f32"
     if dtype == types.uint16:
         return "f16"
-    if dtype == types.uint8:
-        return "u8"
     return None
 
 
 def _make_sparse_dot(fpext_f16: bool):
     @intrinsic
     def sparse_dot(typingctx, q, idx, vals, a, b):
-        """(sum_p q[idx[p]] * value(vals[p]), sum_p q[idx[p]]) over p in [a, b)."""
+        """sum_p q[idx[p]] * value(vals[p]) over p in [a, b), as float32."""
         if not (isinstance(q, types.Array) and q.dtype == types.float32 and isinstance(idx, types.Array)
                 and idx.dtype in (types.uint16, types.int32) and isinstance(vals, types.Array)):
             return None
         kind = _value_kind(vals.dtype)
         if kind is None:
             return None
-        sig = types.UniTuple(types.float32, 2)(q, idx, vals, types.intp, types.intp)
+        sig = types.float32(q, idx, vals, types.intp, types.intp)
 
         def codegen(context, builder, signature, args):
             qty, ity, vty = signature.args[:3]
@@ -169,25 +163,23 @@ def _make_sparse_dot(fpext_f16: bool):
             intp = start.type
             zero = ir.Constant(_vec(_F32), [0.0] * LANES)
             accs = [cgutils.alloca_once_value(builder, zero) for _ in range(4)]
-            qsums = [cgutils.alloca_once_value(builder, zero) for _ in range(4)]
 
-            def lane_step(p, acc, qsum):
+            def lane_step(p, acc):
                 iv = _load_vec(context, builder, ity, ia, p)
                 if ity.dtype == types.uint16:
                     iv = builder.zext(iv, _vec(_I32))
                 g = _gather(builder, qa.data, iv)
                 v = _decode(builder, _load_vec(context, builder, vty, va, p), kind, True, fpext_f16)
                 builder.store(_fmuladd(builder, g, v, builder.load(acc)), acc)
-                builder.store(builder.fadd(builder.load(qsum), g), qsum)
 
             n = builder.sub(stop, start)
             end32 = builder.add(start, builder.and_(n, ir.Constant(intp, ~31)))
             end8 = builder.add(start, builder.and_(n, ir.Constant(intp, ~7)))
             with cgutils.for_range_slice(builder, start, end32, ir.Constant(intp, 32)) as (p, _):
                 for j in range(4):
-                    lane_step(builder.add(p, ir.Constant(intp, 8 * j)), accs[j], qsums[j])
+                    lane_step(builder.add(p, ir.Constant(intp, 8 * j)), accs[j])
             with cgutils.for_range_slice(builder, end32, end8, ir.Constant(intp, 8)) as (p, _):
-                lane_step(p, accs[0], qsums[0])
+                lane_step(p, accs[0])
             total = builder.fadd(builder.fadd(builder.load(accs[0]), builder.load(accs[1])),
                                  builder.fadd(builder.load(accs[2]), builder.load(accs[3])))
 
@@ -198,17 +190,13 @@ def _make_sparse_dot(fpext_f16: bool):
                 return s
 
             dot = cgutils.alloca_once_value(builder, hsum(total))
-            qsum = builder.fadd(builder.fadd(builder.load(qsums[0]), builder.load(qsums[1])),
-                                builder.fadd(builder.load(qsums[2]), builder.load(qsums[3])))
-            qs = cgutils.alloca_once_value(builder, hsum(qsum))
             with cgutils.for_range_slice(builder, end8, stop, ir.Constant(intp, 1)) as (p, _):
                 t = _load_one(context, builder, ity, ia, p)
                 t = builder.zext(t, intp) if ity.dtype == types.uint16 else builder.sext(t, intp)
                 w = builder.load(builder.gep(qa.data, [t], inbounds=True))
                 v = _decode(builder, _load_one(context, builder, vty, va, p), kind, False, fpext_f16)
                 builder.store(builder.fadd(builder.load(dot), builder.fmul(w, v)), dot)
-                builder.store(builder.fadd(builder.load(qs), w), qs)
-            return context.make_tuple(builder, signature.return_type, [builder.load(dot), builder.load(qs)])
+            return builder.load(dot)
 
         return sig, codegen
 
