@@ -64,8 +64,8 @@ def build_index(dataset: str | Dataset, model: str | None, output, index_type: s
         encoder_info, docs_source = read_settings(vectors_dir), ds
 
     ids, vectors = read_vectors(shards)
-    build_kw = {"progress": progress} if index_type == "seismic" else {}
-    index = INDEX_TYPES[index_type].build(vectors, ids, **build_kw, **(params or {}))
+    # Every index type's build() takes ``progress`` (the exact index has nothing long to show).
+    index = INDEX_TYPES[index_type].build(vectors, ids, progress=progress, **(params or {}))
     meta = {"encoder": {"name": encoder_info["model"], "kind": encoder_info.get("kind", "splade"),
                         "max_length": encoder_info["max_length"]},
             "dataset": encoder_info.get("dataset")}

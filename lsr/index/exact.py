@@ -19,11 +19,12 @@ class ExactIndex(BaseIndex):
     ARRAYS = ("post_ptr", "post_docs", "post_vals")
 
     @classmethod
-    def build(cls, vectors, doc_ids=None, vocab=None, **params) -> "ExactIndex":
+    def build(cls, vectors, doc_ids=None, vocab=None, progress: bool = False, **params) -> "ExactIndex":
         """Build from SparseVectors or a scipy CSR matrix (rows = documents).
 
-        ``doc_ids`` defaults to "0", "1", ...; parameters of approximate
-        indexes are accepted and ignored so callers can swap index types.
+        ``doc_ids`` defaults to "0", "1", ...; ``progress`` and the parameters
+        of approximate indexes are accepted and ignored (the build is one
+        sparse transpose) so callers can swap index types.
         """
         v = as_sparse_vectors(vectors, vocab)
         ids = cls._doc_ids_for(doc_ids, len(v))
