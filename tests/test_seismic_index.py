@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from lsr.errors import QueryError
+from lsr.errors import IndexError_, QueryError
 from lsr.index import ExactIndex, SeismicIndex, load_index
 from lsr.sparse import SparseVectors, Vocabulary
 
@@ -64,10 +64,29 @@ def test_build_parameters_recorded_and_validated(tmp_path):
     assert idx.n_postings <= 300 * 400 and idx.n_blocks > 0
     with pytest.raises(TypeError, match="unknown SeismicIndex parameter.*bogus"):
         SeismicIndex.build(DOCS, bogus=1)
-    with pytest.raises(ValueError, match="forward_dtype"):
+    with pytest.raises(ValueError, match="forward_dtype must be 'f16' or 'f32', got 'f8'"):
         SeismicIndex.build(DOCS, forward_dtype="f8")
     with pytest.raises(ValueError, match="heap_factor must be"):
         idx.search_numbers(QUERIES, 10, heap_factor=-1)
+    with pytest.raises(ValueError, match="query_cut must be >= 1, got 0"):
+        idx.search_numbers(QUERIES, 10, query_cut=0)
+    wide = sp.csr_matrix((np.ones(70000, np.float32), (np.zeros(70000, int), np.arange(70000))), shape=(2, 70000))
+    with pytest.raises(ValueError, match="a document has 70000 non-zeros; the seismic index supports < 65536"):
+        SeismicIndex.build(wide)
+
+
+def test_array_sizes_checked_on_load(tmp_path):
+    """Corruption that keeps the manifest consistent (sizes and checksums) is still refused."""
+    from lsr.index.storage import save_array, sha256_file
+    SeismicIndex.build(DOCS).save(tmp_path / "s")
+    off = np.load(tmp_path / "s" / "dir_off.npy")
+    save_array(tmp_path / "s", "dir_off", off[:-1])
+    path = tmp_path / "s" / "dir_off.npy"
+    m = json.loads((tmp_path / "s" / "manifest.json").read_text())
+    m["files"]["dir_off.npy"] = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
+    (tmp_path / "s" / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(IndexError_, match="array sizes disagree with each other \\(corrupt index\\)"):
+        load_index(tmp_path / "s")
 
 
 def test_save_load_round_trip(tmp_path):

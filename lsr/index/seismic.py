@@ -87,6 +87,9 @@ class SeismicIndex(BaseIndex):
         v = as_sparse_vectors(vectors, vocab)
         n_docs, dim = len(v), v.vocab.size
         ids = cls._doc_ids_for(doc_ids, n_docs)
+        widest = int(np.diff(v.indptr).max()) if n_docs else 0
+        if widest >= 1 << 16:  # before any work: postings pack a document's length into 16 bits
+            raise ValueError(f"a document has {widest} non-zeros; the seismic index supports < 65536")
         p = {**BUILD_DEFAULTS, **SEARCH_DEFAULTS, **{k: val for k, val in params.items() if val is not None}}
         if p["n_postings"] is None:
             p.update(default_build_params(n_docs))
@@ -167,8 +170,6 @@ class SeismicIndex(BaseIndex):
             fwd_codes, fwd_val_out = np.zeros(0, np.uint16), fwd_val.astype(np.float32)
         # Per posting, where its document sits in the forward index (start << 16 | length).
         doc_len = np.diff(fwd_ptr)
-        if len(doc_len) and doc_len.max() >= 1 << 16:
-            raise ValueError(f"a document has {int(doc_len.max())} non-zeros; the seismic index supports < 65536")
         block_fwd = (fwd_ptr[:-1][block_docs].astype(np.int64) << 16) | doc_len[block_docs].astype(np.int64)
         arrays = {"list_block_ptr": list_block_ptr, "block_ptr": block_ptr, "block_docs": block_docs.astype(np.int32),
                   "block_fwd": block_fwd,
