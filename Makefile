@@ -25,9 +25,11 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e ".[models,test]"
 	touch $@
 
+# Merged in without overwriting (cp -n) on every run, so a cache directory
+# that ir_datasets created on an earlier, unseeded run does not block it.
 seed:
-	@if [ -d "$(SHARED)/ir_datasets" ] && [ ! -d "$(IR_DATASETS_HOME)" ]; then \
-		mkdir -p "$(dir $(IR_DATASETS_HOME))" && cp -r "$(SHARED)/ir_datasets" "$(IR_DATASETS_HOME)"; \
+	@if [ -d "$(SHARED)/ir_datasets" ]; then \
+		mkdir -p "$(IR_DATASETS_HOME)" && cp -rn "$(SHARED)/ir_datasets/." "$(IR_DATASETS_HOME)/"; \
 		echo "seeded IR_DATASETS_HOME=$(IR_DATASETS_HOME) from $(SHARED)/ir_datasets"; fi
 
 $(INDEX)/manifest.json: | install seed
