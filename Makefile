@@ -43,7 +43,7 @@ demo: install seed $(INDEX)/manifest.json
 	$(BIN)/lsr eval $(INDEX) beir/scifact/test --metrics nDCG@10 --metrics R@100
 
 test: install seed
-	$(BIN)/python -m pytest -q
+	LSR_SHARED_DATA="$(abspath $(SHARED))" $(BIN)/python -m pytest -q
 
 bench: install seed
 	$(BIN)/pip install --quiet -e ".[bench]"

@@ -7,7 +7,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))  # the independent reference (bench/reference.py)
-SHARED = ROOT.parent / "shared" / "data"
+# The shared data folder: $LSR_SHARED_DATA (the Makefile sets it from SHARED=),
+# else ../shared/data next to the checkout.
+SHARED = Path(os.environ.get("LSR_SHARED_DATA") or ROOT.parent / "shared" / "data").resolve()
 BEIR = SHARED / "beir"
 
 # Fail fast instead of trying the (unreachable) hub; only bundled models are used.
@@ -20,7 +22,7 @@ if "IR_DATASETS_HOME" not in os.environ and (SHARED / "ir_datasets").is_dir():
         shutil.copytree(SHARED / "ir_datasets", home)
     os.environ["IR_DATASETS_HOME"] = str(home)
 
-needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="needs ../shared/data (real BEIR collections)")
+needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"needs {SHARED} (real BEIR collections; set LSR_SHARED_DATA)")
 
 
 @pytest.fixture(scope="session")
@@ -39,7 +41,7 @@ def med_indexes(tmp_path_factory):
     """MED (1,033 docs) indexed with splade-tiny through the CLI: exact, then
     seismic from the vectors the exact index keeps (no second encoding)."""
     if not BEIR.is_dir():
-        pytest.skip("needs ../shared/data")
+        pytest.skip(f"needs {SHARED} (set LSR_SHARED_DATA)")
     from typer.testing import CliRunner
 
     from lsr.cli.app import app

@@ -189,3 +189,25 @@ def test_table_keeps_rank_score_and_id_with_long_titles(tmp_path):
         cells = [c.strip() for c in line.strip("│ ").split("│")]
         assert cells[0] == str(rank) and cells[2].startswith("doc-") and float(cells[1]) > 0
         assert cells[3].endswith("…")
+
+
+def test_unreachable_ir_dataset_is_one_error_line(tmp_path, monkeypatch):
+    """Offline and not cached: ir_datasets' download error becomes an `error:` line naming the dataset."""
+    import ir_datasets
+    import requests
+
+    real = ir_datasets.load("cranfield")
+
+    class NotDownloaded:  # the registered dataset, with its files missing and no network
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def docs_iter(self):
+            raise requests.exceptions.ConnectionError("Max retries exceeded with url: /cranfield.tar.gz")
+        docs_count = docs_iter
+    monkeypatch.setattr(ir_datasets, "load", lambda _id: NotDownloaded())
+    res = run("index", "cranfield", "--model", "splade-tiny", "-o", tmp_path / "i", "-q")
+    assert res.exit_code == 1
+    assert res.stderr.startswith("error: ir_datasets could not fetch the documents of 'cranfield' (ConnectionError")
+    assert "IR_DATASETS_HOME" in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "i").exists()

@@ -111,3 +111,20 @@ def test_duplicate_doc_ids_rejected():
     from lsr.errors import DataError
     with pytest.raises(DataError, match="duplicate document id 'd0'"):
         ExactIndex.build(DOCS, ["d0", "d1", "d0", "d3"])
+
+
+def test_doc_ids_take_small_and_large_paths_agree():
+    """Small takes decode the Arrow buffers directly; large ones use Arrow's take: same ids, any layout."""
+    import pyarrow as pa
+
+    from lsr.index.docs import DocIds
+    words = [f"doc-{i}-é" if i % 3 else f"{i}" for i in range(3000)]
+    for arr in (pa.array(words, pa.string()), pa.array(["pad"] + words, pa.large_string()).slice(1),
+                pa.chunked_array([pa.array(words[:1000]), pa.array(words[1000:])])):
+        ids = DocIds(arr)
+        numbers = np.random.default_rng(0).integers(-1, 3000, size=(3, 10))
+        small = ids.take(numbers)
+        assert small.shape == (3, 10)
+        assert small.tolist() == [[words[n] if n >= 0 else "" for n in row] for row in numbers.tolist()]
+        big = np.random.default_rng(1).integers(-1, 3000, size=DocIds.SMALL_TAKE + 5)
+        assert ids.take(big).tolist() == [words[n] if n >= 0 else "" for n in big.tolist()]

@@ -163,3 +163,22 @@ def test_tune_unreachable_target_and_wrong_type(med_indexes):
     from lsr.cli.app import app
     res = CliRunner().invoke(app, ["tune", str(med_indexes["exact"]), "--queries", str(BEIR / "med")])
     assert res.exit_code == 1 and "tune applies to seismic indexes" in res.stderr
+
+
+def test_kernel_cache_dropped_when_any_kernel_source_changes(tmp_path):
+    """numba keys its cache on each module's own file; lsr drops the package's cache when any source changes."""
+    from lsr.kernels import _drop_stale_cache
+    (tmp_path / "seismic.py").write_text("x = 1\n")
+    (tmp_path / "simd.py").write_text("y = 1\n")
+    cache = tmp_path / "__pycache__"
+    cache.mkdir()
+    (cache / "seismic.f-1.py311.nbi").write_text("old")
+    _drop_stale_cache(tmp_path)  # no fingerprint yet: whatever is cached may be stale
+    assert not (cache / "seismic.f-1.py311.nbi").exists()
+    (cache / "seismic.f-1.py311.nbi").write_text("fresh")
+    (cache / "seismic.f-1.py311.1.nbc").write_text("fresh")
+    _drop_stale_cache(tmp_path)  # nothing changed: kept
+    assert (cache / "seismic.f-1.py311.nbi").read_text() == "fresh"
+    (tmp_path / "simd.py").write_text("y = 2\n")  # only the helper module changes
+    _drop_stale_cache(tmp_path)
+    assert not list(cache.glob("*.nb*")) and (cache / "lsr-kernels.fingerprint").exists()

@@ -47,30 +47,50 @@ class IrDatasetsDataset(Dataset):
         except KeyError:
             raise DataError(f"unknown ir_datasets id {dataset_id!r}") from None
 
+    def _fetch_error(self, what: str, e: OSError) -> DataError:
+        # ir_datasets downloads on first use; offline, that surfaces as a
+        # requests/urllib error (both OSError) deep inside its iterators.
+        detail = str(e).splitlines()[0][:200] if str(e) else ""
+        return DataError(f"ir_datasets could not fetch the {what} of {self.name!r} ({type(e).__name__}: {detail}). "
+                         "It downloads a dataset on first use: check the network, or point IR_DATASETS_HOME at "
+                         "a folder that already holds it")
+
     def docs(self) -> Iterator[Doc]:
         if not self._ds.has_docs():
             return super().docs()
-        for d in self._ds.docs_iter():
-            text = getattr(d, "text", None)
-            if text is None:
-                text = d.default_text()
-            yield Doc(d.doc_id, text, getattr(d, "title", "") or "")
+        try:
+            for d in self._ds.docs_iter():
+                text = getattr(d, "text", None)
+                if text is None:
+                    text = d.default_text()
+                yield Doc(d.doc_id, text, getattr(d, "title", "") or "")
+        except OSError as e:
+            raise self._fetch_error("documents", e) from None
 
     def docs_count(self) -> int | None:
-        return self._ds.docs_count() if self._ds.has_docs() else None
+        try:
+            return self._ds.docs_count() if self._ds.has_docs() else None
+        except OSError as e:
+            raise self._fetch_error("documents", e) from None
 
     def queries(self) -> Iterator[Query]:
         if not self._ds.has_queries():
             return super().queries()
-        for q in self._ds.queries_iter():
-            yield Query(q.query_id, getattr(q, "text", None) or q.default_text())
+        try:
+            for q in self._ds.queries_iter():
+                yield Query(q.query_id, getattr(q, "text", None) or q.default_text())
+        except OSError as e:
+            raise self._fetch_error("queries", e) from None
 
     def qrels(self) -> Qrels:
         if not self._ds.has_qrels():
             return super().qrels()
         out: Qrels = {}
-        for q in self._ds.qrels_iter():
-            out.setdefault(q.query_id, {})[q.doc_id] = int(q.relevance)
+        try:
+            for q in self._ds.qrels_iter():
+                out.setdefault(q.query_id, {})[q.doc_id] = int(q.relevance)
+        except OSError as e:
+            raise self._fetch_error("relevance judgements", e) from None
         return out
 
 

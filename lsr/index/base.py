@@ -19,6 +19,8 @@ VOCAB_FILE = "vocab.json"
 
 
 def resolve_threads(threads: int | None) -> int:
+    if threads == 1:  # the single-query path: no numba lookup
+        return 1
     import numba
     return max(1, min(threads, numba.config.NUMBA_NUM_THREADS)) if threads else numba.config.NUMBA_NUM_THREADS
 
@@ -26,6 +28,8 @@ def resolve_threads(threads: int | None) -> int:
 class BaseIndex:
     index_type = ""
     ARRAYS: tuple[str, ...] = ()
+    FORMAT_VERSION = 1  # the layout this class writes; bump when ARRAYS or their meaning change
+    READABLE_VERSIONS: tuple[int, ...] = (1,)  # layouts this class can still load
 
     def __init__(self, arrays: dict, doc_ids: DocIds, vocab: Vocabulary, params: dict | None = None,
                  manifest: dict | None = None, path: Path | None = None):
@@ -67,7 +71,7 @@ class BaseIndex:
                     "counts": {"docs": len(self), "postings": self.n_postings},
                     "params": self.params}
             info.update(meta or {})
-            self.manifest = storage.write_manifest(tmp, self.index_type, info)
+            self.manifest = storage.write_manifest(tmp, self.index_type, self.FORMAT_VERSION, info)
         self.path = path
         return path
 
@@ -77,6 +81,7 @@ class BaseIndex:
         manifest = manifest or storage.read_manifest(path)
         if manifest["index_type"] != cls.index_type:
             raise IndexError_(f"{path} is a {manifest['index_type']!r} index, not {cls.index_type!r}")
+        storage.check_version(path, manifest, cls.READABLE_VERSIONS)
         storage.verify_files(path, manifest, checksums=verify)
         vocab = Vocabulary.from_json((path / VOCAB_FILE).read_text())
         arrays = {name: storage.load_array(path, name) for name in cls.ARRAYS}

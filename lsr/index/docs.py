@@ -41,12 +41,34 @@ class DocIds:
     def __len__(self) -> int:
         return len(self._ids)
 
+    # Up to this many ids are decoded straight from the Arrow buffers; a
+    # single query's top-k then costs a few microseconds instead of the
+    # ~50 us of an Arrow take + to_pylist round trip.
+    SMALL_TAKE = 2048
+
+    def _raw(self):
+        """(offsets, data) of the id strings: zero-copy views of the Arrow buffers."""
+        raw = self.__dict__.get("_raw_buffers")
+        if raw is None:
+            arr = self._ids
+            width = np.int64 if pa.types.is_large_string(arr.type) else np.int32
+            _, offsets, data = arr.buffers()
+            offsets = np.frombuffer(offsets, dtype=width)[arr.offset: arr.offset + len(arr) + 1]
+            raw = self._raw_buffers = (offsets, memoryview(data) if data is not None else memoryview(b""))
+        return raw
+
     def take(self, numbers: np.ndarray) -> np.ndarray:
         """Ids for an array of internal numbers of any shape; -1 (padding) gives ''."""
         numbers = np.asarray(numbers)
         flat = numbers.reshape(-1)
-        valid = flat >= 0
         out = np.full(flat.shape, "", dtype=object)
+        if flat.size <= self.SMALL_TAKE:
+            offsets, data = self._raw()
+            for j, n in enumerate(flat.tolist()):
+                if n >= 0:
+                    out[j] = str(data[offsets[n]:offsets[n + 1]], "utf-8")
+            return out.reshape(numbers.shape)
+        valid = flat >= 0
         if valid.any():
             out[valid] = np.array(self._ids.take(pa.array(flat[valid])).to_pylist(), dtype=object)
         return out.reshape(numbers.shape)

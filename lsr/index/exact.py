@@ -17,6 +17,10 @@ from .base import BaseIndex, run_kernel
 class ExactIndex(BaseIndex):
     index_type = "exact"
     ARRAYS = ("post_ptr", "post_docs", "post_vals")
+    # Unchanged since version 1; lsr wrote 2 for every index type while the
+    # version was global, so both load.
+    FORMAT_VERSION = 2
+    READABLE_VERSIONS = (1, 2)
 
     @classmethod
     def build(cls, vectors, doc_ids=None, vocab=None, progress: bool = False, **params) -> "ExactIndex":

@@ -27,7 +27,8 @@ import numpy as np
 from ..errors import IndexError_
 
 FORMAT = "lsr-index"
-FORMAT_VERSION = 2  # 2: seismic summaries stored term-major (dir_*/ent_* arrays)
+# Each index type versions its own layout (``BaseIndex.FORMAT_VERSION``), so
+# a change to one type's files never forces rebuilding another type's.
 MANIFEST = "manifest.json"
 
 
@@ -66,7 +67,7 @@ def atomic_dir(target: Path, overwrite: bool = False):
         shutil.rmtree(old, ignore_errors=True)
 
 
-def write_manifest(folder: Path, index_type: str, meta: dict) -> dict:
+def write_manifest(folder: Path, index_type: str, format_version: int, meta: dict) -> dict:
     """Checksum every file in ``folder`` and write the manifest (last)."""
     files = {}
     for p in sorted(folder.rglob("*")):
@@ -74,7 +75,7 @@ def write_manifest(folder: Path, index_type: str, meta: dict) -> dict:
             files[p.relative_to(folder).as_posix()] = {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
     manifest = {
         "format": FORMAT,
-        "format_version": FORMAT_VERSION,
+        "format_version": format_version,
         "index_type": index_type,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **meta,
@@ -101,11 +102,15 @@ def read_manifest(folder: Path) -> dict:
         raise IndexError_(f"{path}: corrupt manifest ({e})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise IndexError_(f"{path}: not an lsr index manifest")
-    version = manifest.get("format_version")
-    if version != FORMAT_VERSION:
-        raise IndexError_(f"{folder}: index format version {version} is not supported by this lsr "
-                          f"(expects {FORMAT_VERSION}); rebuild the index with `lsr index`")
     return manifest
+
+
+def check_version(folder: Path, manifest: dict, readable: tuple[int, ...]) -> None:
+    """Refuse a layout this lsr cannot read (older or newer), naming what it expects."""
+    version = manifest.get("format_version")
+    if version not in readable:
+        raise IndexError_(f"{folder}: {manifest.get('index_type')} index format version {version} is not supported "
+                          f"by this lsr (reads {', '.join(map(str, readable))}); rebuild the index with `lsr index`")
 
 
 def verify_files(folder: Path, manifest: dict, checksums: bool = True) -> None:

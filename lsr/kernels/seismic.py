@@ -53,31 +53,18 @@ def top_terms(indptr, indices, values, cut):
 
 
 @njit(cache=True)
-def _best_centroid(d, cut_ptr, cut_idx, cut_val, head, nxt, who, wgt, acc, alive):
-    """Centroid (among ``alive``) with the largest inner product with doc d's sketch."""
-    for p in range(cut_ptr[d], cut_ptr[d + 1]):
-        x = head[cut_idx[p]]
-        while x != -1:
-            acc[who[x]] += cut_val[p] * wgt[x]
-            x = nxt[x]
-    best, best_c = -1.0, -1
-    for c in range(alive.shape[0]):
-        if alive[c] and acc[c] > best:
-            best, best_c = acc[c], c
-        acc[c] = 0.0
-    return best_c
-
-
-@njit(cache=True)
 def _cluster_one(docs, fwd_ptr, fwd_idx, fwd_val, cut_ptr, cut_idx, cut_val, n_centroids,
-                 min_cluster_size, seed, head, acc, assign):
+                 min_cluster_size, seed, start, count, acc, assign):
     """Assign each doc of one list to its best random centroid; returns #clusters.
 
     Centroids are ``n_centroids`` documents of the list drawn at random. A
     document goes to the centroid with the largest inner product between the
-    document's sketch (heaviest terms) and the centroid's full vector, found
-    through a small inverted index of the centroids (``head`` is a per-thread
-    array over the vocabulary, left as all -1 on return).
+    document's sketch (heaviest terms) and the centroid's full vector (ties:
+    the lowest centroid number), found through a small inverted index of the
+    centroids stored contiguously per term (``start``/``count`` are per-thread
+    vocabulary-sized arrays; ``count`` is left all zero on return). The
+    assignment loop calls no helper that takes arrays: numba would pay an
+    atomic reference-count update per array per document.
     """
     m = docs.shape[0]
     if n_centroids <= 1 or m <= min_cluster_size:
@@ -90,57 +77,87 @@ def _cluster_one(docs, fwd_ptr, fwd_idx, fwd_val, cut_ptr, cut_idx, cut_val, n_c
         state, r = _splitmix(state)
         j = i + np.int64(r % np.uint64(m - i))
         perm[i], perm[j] = perm[j], perm[i]
-    # Inverted index of the centroids' terms: linked lists through `nxt`.
+    # Inverted index of the centroids' terms, CSR over the terms they touch.
     total = 0
     for c in range(n_centroids):
         d = docs[perm[c]]
         total += fwd_ptr[d + 1] - fwd_ptr[d]
-    nxt = np.empty(total, dtype=np.int64)
-    who = np.empty(total, dtype=np.int32)
-    wgt = np.empty(total, dtype=np.float32)
-    touched_terms = np.empty(total, dtype=np.int64)
+    terms = np.empty(total, dtype=np.int64)
     n_terms = 0
-    e = 0
     for c in range(n_centroids):
         d = docs[perm[c]]
         for p in range(fwd_ptr[d], fwd_ptr[d + 1]):
             t = fwd_idx[p]
-            if head[t] == -1:
-                touched_terms[n_terms] = t
+            if count[t] == 0:
+                terms[n_terms] = t
                 n_terms += 1
-            nxt[e] = head[t]
+            count[t] += 1
+    at = 0
+    for i in range(n_terms):
+        t = terms[i]
+        start[t] = at
+        at += count[t]
+        count[t] = 0  # refilled below as the fill cursor
+    who = np.empty(total, dtype=np.int32)
+    wgt = np.empty(total, dtype=np.float32)
+    for c in range(n_centroids):
+        d = docs[perm[c]]
+        for p in range(fwd_ptr[d], fwd_ptr[d + 1]):
+            t = fwd_idx[p]
+            e = start[t] + count[t]
             who[e] = c
             wgt[e] = fwd_val[p]
-            head[t] = e
-            e += 1
+            count[t] += 1
     alive = np.ones(n_centroids, dtype=np.bool_)
     sizes = np.zeros(n_centroids, dtype=np.int64)
+    # Pass 0: every document against every centroid. Pass 1: the documents
+    # of clusters of 1..min_cluster_size documents (dissolved: tiny blocks
+    # cost a summary each and are rarely worth skipping separately) against
+    # every other centroid, including any that attracted no document in
+    # pass 0, as Seismic does (in practice such a centroid is almost never
+    # chosen: the assignments on a 100k synthetic set were identical).
+    for rnd in range(2):
+        if rnd == 1:
+            n_alive = 0
+            for c in range(n_centroids):
+                alive[c] = sizes[c] == 0 or sizes[c] > min_cluster_size
+                n_alive += sizes[c] > min_cluster_size
+            if n_alive == 0:  # every cluster dissolves: keep the largest
+                alive[np.argmax(sizes)] = True
+        for i in range(m):
+            if rnd == 1 and alive[assign[i]]:
+                continue
+            d = docs[i]
+            for p in range(cut_ptr[d], cut_ptr[d + 1]):
+                u = cut_idx[p]
+                n_u = count[u]
+                if n_u == 0:
+                    continue
+                v = cut_val[p]
+                s0 = start[u]
+                for x in range(s0, s0 + n_u):
+                    acc[who[x]] += v * wgt[x]
+            best, best_c = -1.0, -1
+            for c in range(n_centroids):
+                if alive[c] and acc[c] > best:
+                    best, best_c = acc[c], c
+                acc[c] = 0.0
+            assign[i] = best_c
+            if rnd == 0:
+                sizes[best_c] += 1
+    final = np.zeros(n_centroids, dtype=np.int64)
     for i in range(m):
-        assign[i] = _best_centroid(docs[i], cut_ptr, cut_idx, cut_val, head, nxt, who, wgt, acc, alive)
-        sizes[assign[i]] += 1
-    # Dissolve clusters of min_cluster_size or fewer and move their documents
-    # to their best surviving centroid: tiny blocks cost a summary each and
-    # are rarely worth skipping separately, and lumping them all together
-    # would make one large incoherent block that is hard to skip.
-    n_alive = 0
-    for c in range(n_centroids):
-        alive[c] = sizes[c] > min_cluster_size  # as Seismic: a cluster of min_cluster_size or fewer dissolves
-        n_alive += alive[c]
-    if n_alive == 0:
-        alive[np.argmax(sizes)] = True
-    for i in range(m):
-        if not alive[assign[i]]:
-            assign[i] = _best_centroid(docs[i], cut_ptr, cut_idx, cut_val, head, nxt, who, wgt, acc, alive)
+        final[assign[i]] += 1
     relabel = np.full(n_centroids, -1, dtype=np.int64)
     n_out = 0
     for c in range(n_centroids):
-        if alive[c]:
+        if final[c] > 0:
             relabel[c] = n_out
             n_out += 1
     for i in range(m):
         assign[i] = relabel[assign[i]]
     for i in range(n_terms):
-        head[touched_terms[i]] = -1
+        count[terms[i]] = 0
     return n_out
 
 
@@ -153,7 +170,8 @@ def cluster_lists(list_ptr, list_docs, fwd_ptr, fwd_idx, fwd_val, cut_ptr, cut_i
     n_clusters = np.zeros(n_lists, dtype=np.int64)
     n_chunks = 64
     for ch in prange(n_chunks):
-        head = np.full(vocab_size, -1, dtype=np.int64)
+        start = np.zeros(vocab_size, dtype=np.int64)
+        count = np.zeros(vocab_size, dtype=np.int64)
         acc = np.zeros(max_centroids + 1, dtype=np.float32)
         for t in range(ch, n_lists, n_chunks):
             a, b = list_ptr[t], list_ptr[t + 1]
@@ -161,7 +179,8 @@ def cluster_lists(list_ptr, list_docs, fwd_ptr, fwd_idx, fwd_val, cut_ptr, cut_i
                 continue
             n_c = min(max_centroids, max(1, int(centroid_fraction * (b - a))))
             n_clusters[t] = _cluster_one(list_docs[a:b], fwd_ptr, fwd_idx, fwd_val, cut_ptr, cut_idx, cut_val,
-                                         n_c, min_cluster_size, seed * 1000003 + t, head, acc, assign[a:b])
+                                         n_c, min_cluster_size, seed * 1000003 + t, start, count, acc,
+                                         assign[a:b])
     return assign, n_clusters
 
 
@@ -261,7 +280,7 @@ def summary_select(block_ptr, block_docs, fwd_ptr, fwd_idx, fwd_val, energy, voc
 @njit(parallel=True, cache=True)
 def summary_fill(block_ptr, block_docs, fwd_ptr, fwd_idx, fwd_val, vocab_size, thresholds, ties, sum_ptr,
                  sum_terms, sum_codes, sum_min, sum_scale):
-    """Write each block's selected summary entries (terms ascending), quantised to 8 bits."""
+    """Write each block's selected summary entries (in first-touched order), quantised to 8 bits."""
     n_blocks = block_ptr.shape[0] - 1
     n_chunks = 64
     for ch in prange(n_chunks):
@@ -280,7 +299,7 @@ def summary_fill(block_ptr, block_docs, fwd_ptr, fwd_idx, fwd_val, vocab_size, t
                         n_ties -= 1
                     kept[m] = touched[i]
                     m += 1
-            kept = np.sort(kept[:m])
+            # (no need to sort: summaries_by_term groups entries by term itself)
             lo, hi = np.inf, 0.0
             for i in range(m):
                 v = dense[kept[i]]
@@ -296,6 +315,10 @@ def summary_fill(block_ptr, block_docs, fwd_ptr, fwd_idx, fwd_val, vocab_size, t
             for i in range(n):
                 dense[touched[i]] = 0.0
 
+
+# How many documents of a block are being loaded ahead of the one scored
+# (1 = none ahead). See _search_one.
+PREFETCH_DEPTH = 3
 
 # Term-major summaries: sampled entry offsets, one per DIR_SAMPLE directory
 # entries; the rest is a short sum of the per-term entry counts.
@@ -408,11 +431,14 @@ def summaries_by_term(list_block_ptr, sum_ptr, sum_terms, sum_codes, vocab_size,
 # ``block_fwd`` holds, per posting, where its document sits in the forward
 # index (start << 16 | length): no per-document table lookup (a cache miss on
 # large collections) before scoring. ``f16`` says the forward values are
-# float16 bit patterns in ``fwd_codes`` (else float32 in ``fwd_val``).
+# float16 bit patterns in ``fwd_codes`` (else float32 in ``fwd_val``); ``pf``
+# turns on software prefetching of documents, which pays only when the
+# forward index is larger than the CPU caches (otherwise it is pure
+# instruction overhead).
 
 
 @njit(cache=True)
-def _search_one(q_idx, q_val, k, query_cut, heap_factor, f16, q, visited, stamp, ix, out_scores, out_docs):
+def _search_one(q_idx, q_val, k, query_cut, heap_factor, f16, pf, q, visited, stamp, ix, out_scores, out_docs):
     (list_block_ptr, block_ptr, block_docs, block_fwd, dir_ptr, dir_terms, dir_cnt, dir_off, ent_blk, ent_code,
      sum_min, sum_scale, fwd_idx, fwd_val, fwd_codes) = ix
     n_terms = list_block_ptr.shape[0] - 1
@@ -489,9 +515,23 @@ def _search_one(q_idx, q_val, k, query_cut, heap_factor, f16, q, visited, stamp,
                 continue
             blk = b0 + bi
             pa, pb = block_ptr[blk], block_ptr[blk + 1]
+            # Keep PREFETCH_DEPTH documents in flight: on a large collection
+            # every document is a cache miss, and several outstanding loads
+            # overlap their latency (one ahead left most of it exposed).
+            for p in range(pa, min(pa + PREFETCH_DEPTH - 1, pb) if pf else pa):
+                nxt = block_fwd[p]
+                prefetch(visited, block_docs[p])
+                for r in range(nxt >> 16, (nxt >> 16) + (nxt & 0xFFFF), 32):
+                    prefetch(fwd_idx, r)
+                    if f16:
+                        prefetch(fwd_codes, r)
+                    else:
+                        prefetch(fwd_val, r)
             for p in range(pa, pb):
-                if p + 1 < pb:  # start loading the next document while this one is scored
-                    nxt = block_fwd[p + 1]
+                ahead = p + PREFETCH_DEPTH - 1
+                if pf and ahead < pb:  # start loading a later document while this one is scored
+                    nxt = block_fwd[ahead]
+                    prefetch(visited, block_docs[ahead])
                     for r in range(nxt >> 16, (nxt >> 16) + (nxt & 0xFFFF), 32):
                         prefetch(fwd_idx, r)
                         if f16:
@@ -519,7 +559,7 @@ def _search_one(q_idx, q_val, k, query_cut, heap_factor, f16, q, visited, stamp,
 
 
 @njit(cache=True)
-def _search_range(lo, hi, step, q_ptr, q_idx, q_val, k, query_cut, heap_factor, f16, n_docs, ix,
+def _search_range(lo, hi, step, q_ptr, q_idx, q_val, k, query_cut, heap_factor, f16, pf, n_docs, ix,
                   out_scores, out_docs):
     q = np.zeros(ix[0].shape[0] - 1, dtype=np.float32)
     visited = np.zeros(n_docs, dtype=np.int32)
@@ -527,12 +567,12 @@ def _search_range(lo, hi, step, q_ptr, q_idx, q_val, k, query_cut, heap_factor, 
     for qi in range(lo, hi, step):
         stamp += 1
         a, b = q_ptr[qi], q_ptr[qi + 1]
-        _search_one(q_idx[a:b], q_val[a:b], k, query_cut, heap_factor, f16, q, visited, stamp, ix,
+        _search_one(q_idx[a:b], q_val[a:b], k, query_cut, heap_factor, f16, pf, q, visited, stamp, ix,
                     out_scores[qi], out_docs[qi])
 
 
 @njit(cache=True)
-def search_serial(q_ptr, q_idx, q_val, k, query_cut, heap_factor, f16, ix, q, visited, stamp, out_scores,
+def search_serial(q_ptr, q_idx, q_val, k, query_cut, heap_factor, f16, pf, ix, q, visited, stamp, out_scores,
                   out_docs):
     """Queries one after another on the calling thread, with caller-owned scratch.
 
@@ -547,16 +587,16 @@ def search_serial(q_ptr, q_idx, q_val, k, query_cut, heap_factor, f16, ix, q, vi
             stamp[0] = 0
         stamp[0] += 1
         a, b = q_ptr[qi], q_ptr[qi + 1]
-        _search_one(q_idx[a:b], q_val[a:b], k, query_cut, heap_factor, f16, q, visited, stamp[0], ix,
+        _search_one(q_idx[a:b], q_val[a:b], k, query_cut, heap_factor, f16, pf, q, visited, stamp[0], ix,
                     out_scores[qi], out_docs[qi])
 
 
 @njit(parallel=True, cache=True)
-def search_parallel(q_ptr, q_idx, q_val, k, query_cut, heap_factor, f16, n_docs, ix, out_scores, out_docs):
+def search_parallel(q_ptr, q_idx, q_val, k, query_cut, heap_factor, f16, pf, n_docs, ix, out_scores, out_docs):
     n_q = q_ptr.shape[0] - 1
     n_chunks = min(n_q, 64)
     for c in prange(n_chunks):
-        _search_range(c, n_q, n_chunks, q_ptr, q_idx, q_val, k, query_cut, heap_factor, f16, n_docs, ix,
+        _search_range(c, n_q, n_chunks, q_ptr, q_idx, q_val, k, query_cut, heap_factor, f16, pf, n_docs, ix,
                       out_scores, out_docs)
 
 
