@@ -241,7 +241,7 @@ def main():
     lsr_rows = [queries[i:i + 1] for i in range(nq)]  # prepared one-query inputs, outside the timings
     exact.search_numbers(queries[:1], k)
     exact.search_numbers(queries[:4], k, threads=2)
-    ms = timed_queries(lambda i: exact.search_numbers(lsr_rows[i], k, threads=1), nq)
+    ms = timed_queries(lambda i: exact.search(lsr_rows[i], k), nq)
     t = time.perf_counter()
     exact.search_numbers(queries, k, threads=2)
     result["systems"]["lsr-exact"] = {**info, "index_bytes": dir_bytes(work / "exact"),
@@ -277,7 +277,8 @@ def main():
     for qc, hf in GRID:
         got, _ = idx.batch_search(queries, k, query_cut=qc, heap_factor=hf, threads=1)
         recall = {"lsr-seismic": recall_at_k(got, truth, position)}
-        calls = {"lsr-seismic": lambda i: idx.search_numbers(lsr_rows[i], k, query_cut=qc, heap_factor=hf)}
+        # Each system's public one-query call, returning string doc ids.
+        calls = {"lsr-seismic": lambda i: idx.search(lsr_rows[i], k, query_cut=qc, heap_factor=hf)}
         if ps is not None:
             res = ps.batch(queries, k, qc, hf, threads=1)
             # Results carry their query id; do not rely on their order.
