@@ -113,18 +113,22 @@ def test_duplicate_doc_ids_rejected():
         ExactIndex.build(DOCS, ["d0", "d1", "d0", "d3"])
 
 
-def test_doc_ids_take_small_and_large_paths_agree():
-    """Small takes decode the Arrow buffers directly; large ones use Arrow's take: same ids, any layout."""
+def test_doc_ids_take_every_path_agrees():
+    """A take goes through the cached id table (small collections), the Arrow buffers (small takes from
+    large collections) or Arrow's own take: same ids for every array layout, -1 giving ''."""
     import pyarrow as pa
 
     from lsr.index.docs import DocIds
     words = [f"doc-{i}-é" if i % 3 else f"{i}" for i in range(3000)]
-    for arr in (pa.array(words, pa.string()), pa.array(["pad"] + words, pa.large_string()).slice(1),
-                pa.chunked_array([pa.array(words[:1000]), pa.array(words[1000:])])):
-        ids = DocIds(arr)
-        numbers = np.random.default_rng(0).integers(-1, 3000, size=(3, 10))
-        small = ids.take(numbers)
-        assert small.shape == (3, 10)
-        assert small.tolist() == [[words[n] if n >= 0 else "" for n in row] for row in numbers.tolist()]
-        big = np.random.default_rng(1).integers(-1, 3000, size=DocIds.SMALL_TAKE + 5)
-        assert ids.take(big).tolist() == [words[n] if n >= 0 else "" for n in big.tolist()]
+    layouts = (pa.array(words, pa.string()), pa.array(["pad"] + words, pa.large_string()).slice(1),
+               pa.chunked_array([pa.array(words[:1000]), pa.array(words[1000:])]))
+    small = np.random.default_rng(0).integers(-1, 3000, size=(3, 10))
+    big = np.random.default_rng(1).integers(-1, 3000, size=DocIds.SMALL_TAKE + 5)
+    for arr in layouts:
+        for table_max in (DocIds.TABLE_MAX, 0):  # the id table, then the buffer / Arrow paths
+            ids = DocIds(arr)
+            ids.TABLE_MAX = table_max
+            got = ids.take(small)
+            assert got.shape == (3, 10)
+            assert got.tolist() == [[words[n] if n >= 0 else "" for n in row] for row in small.tolist()]
+            assert ids.take(big).tolist() == [words[n] if n >= 0 else "" for n in big.tolist()]

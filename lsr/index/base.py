@@ -131,10 +131,10 @@ class BaseIndex:
     def search(self, query, k: int = 10, **params):
         """One query (a 1-row SparseVectors or scipy row): (doc_ids, scores) of shape (k,)."""
         params.setdefault("threads", 1)
-        ids, scores = self.batch_search(query, k, **params)
-        if ids.shape[0] != 1:
-            raise QueryError(f"search() takes one query, got {ids.shape[0]}; use batch_search()")
-        return ids[0], scores[0]
+        docs, scores = self.search_numbers(query, k, **params)
+        if docs.shape[0] != 1:
+            raise QueryError(f"search() takes one query, got {docs.shape[0]}; use batch_search()")
+        return self.doc_ids.take(docs[0]), scores[0]
 
 
 def run_kernel(serial, parallel, threads: int, n_queries: int, *args) -> None:

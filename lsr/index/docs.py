@@ -51,23 +51,39 @@ class DocIds:
         raw = self.__dict__.get("_raw_buffers")
         if raw is None:
             arr = self._ids
-            width = np.int64 if pa.types.is_large_string(arr.type) else np.int32
             _, offsets, data = arr.buffers()
-            offsets = np.frombuffer(offsets, dtype=width)[arr.offset: arr.offset + len(arr) + 1]
+            # memoryviews index to plain Python ints, much faster than numpy scalars here
+            offsets = memoryview(offsets).cast("q" if pa.types.is_large_string(arr.type) else "i")
+            offsets = offsets[arr.offset: arr.offset + len(arr) + 1]
             raw = self._raw_buffers = (offsets, memoryview(data) if data is not None else memoryview(b""))
         return raw
+
+    # Collections up to this size keep every id as a Python string (about
+    # 60 bytes each) so that a take is one numpy gather.
+    TABLE_MAX = 250_000
+
+    def _table(self):
+        """All ids as an object array plus a trailing '' that number -1 (padding) lands on."""
+        table = self.__dict__.get("_id_table")
+        if table is None:
+            table = np.empty(len(self._ids) + 1, dtype=object)
+            table[:-1] = self._ids.to_pylist()
+            table[-1] = ""
+            self._id_table = table
+        return table
 
     def take(self, numbers: np.ndarray) -> np.ndarray:
         """Ids for an array of internal numbers of any shape; -1 (padding) gives ''."""
         numbers = np.asarray(numbers)
+        if len(self._ids) <= self.TABLE_MAX:
+            return self._table()[numbers]
         flat = numbers.reshape(-1)
-        out = np.full(flat.shape, "", dtype=object)
         if flat.size <= self.SMALL_TAKE:
             offsets, data = self._raw()
-            for j, n in enumerate(flat.tolist()):
-                if n >= 0:
-                    out[j] = str(data[offsets[n]:offsets[n + 1]], "utf-8")
+            out = np.empty(flat.shape, dtype=object)
+            out[:] = [str(data[offsets[n]:offsets[n + 1]], "utf-8") if n >= 0 else "" for n in flat.tolist()]
             return out.reshape(numbers.shape)
+        out = np.full(flat.shape, "", dtype=object)
         valid = flat >= 0
         if valid.any():
             out[valid] = np.array(self._ids.take(pa.array(flat[valid])).to_pylist(), dtype=object)
