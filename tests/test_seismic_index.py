@@ -182,3 +182,17 @@ def test_kernel_cache_dropped_when_any_kernel_source_changes(tmp_path):
     (tmp_path / "simd.py").write_text("y = 2\n")  # only the helper module changes
     _drop_stale_cache(tmp_path)
     assert not list(cache.glob("*.nb*")) and (cache / "lsr-kernels.fingerprint").exists()
+
+
+@pytest.mark.parametrize("forward_dtype", ["f16", "f32"])
+def test_prefetching_changes_no_result(forward_dtype):
+    """Large indexes prefetch documents ahead; forcing that path on a small one must give the same top-k."""
+    plain = SeismicIndex.build(DOCS, n_postings=200, forward_dtype=forward_dtype)
+    prefetching = SeismicIndex.build(DOCS, n_postings=200, forward_dtype=forward_dtype)
+    prefetching.PREFETCH_MIN_BYTES = 0
+    for qc, hf in ((3, 1.0), (12, 0.3)):
+        for threads in (1, 2):
+            a = plain.search_numbers(QUERIES, 10, query_cut=qc, heap_factor=hf, threads=threads)
+            b = prefetching.search_numbers(QUERIES, 10, query_cut=qc, heap_factor=hf, threads=threads)
+            assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    assert prefetching._prefetch and not plain._prefetch

@@ -517,19 +517,12 @@ def _search_one(q_idx, q_val, k, query_cut, heap_factor, f16, pf, q, visited, st
             pa, pb = block_ptr[blk], block_ptr[blk + 1]
             # Keep PREFETCH_DEPTH documents in flight: on a large collection
             # every document is a cache miss, and several outstanding loads
-            # overlap their latency (one ahead left most of it exposed).
-            for p in range(pa, min(pa + PREFETCH_DEPTH - 1, pb) if pf else pa):
-                nxt = block_fwd[p]
-                prefetch(visited, block_docs[p])
-                for r in range(nxt >> 16, (nxt >> 16) + (nxt & 0xFFFF), 32):
-                    prefetch(fwd_idx, r)
-                    if f16:
-                        prefetch(fwd_codes, r)
-                    else:
-                        prefetch(fwd_val, r)
-            for p in range(pa, pb):
+            # overlap their latency (one ahead left most of it exposed). The
+            # loop starts PREFETCH_DEPTH - 1 steps early, only requesting, so
+            # a block's first documents are on their way before it is scored.
+            for p in range(pa - (PREFETCH_DEPTH - 1) if pf else pa, pb):
                 ahead = p + PREFETCH_DEPTH - 1
-                if pf and ahead < pb:  # start loading a later document while this one is scored
+                if pf and ahead < pb:
                     nxt = block_fwd[ahead]
                     prefetch(visited, block_docs[ahead])
                     for r in range(nxt >> 16, (nxt >> 16) + (nxt & 0xFFFF), 32):
@@ -538,6 +531,8 @@ def _search_one(q_idx, q_val, k, query_cut, heap_factor, f16, pf, q, visited, st
                             prefetch(fwd_codes, r)
                         else:
                             prefetch(fwd_val, r)
+                if p < pa:
+                    continue
                 d = block_docs[p]
                 if visited[d] == stamp:
                     continue
