@@ -327,9 +327,19 @@ def plot(result, path):
         return
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, sysres in result["systems"].items():
-        runs = sorted(sysres["runs"], key=lambda r: r["mean_ms"])
-        ax.plot([r["mean_ms"] for r in runs], [r["recall@10"] for r in runs], "o-" if len(runs) > 1 else "s",
-                label=name, markersize=4)
+        runs = sorted(sysres["runs"], key=lambda r: (r["mean_ms"], -r["recall@10"]))
+        if len(runs) == 1:
+            ax.plot([runs[0]["mean_ms"]], [runs[0]["recall@10"]], "s", label=name, markersize=5)
+            continue
+        # every setting as a faint dot, the recall/latency frontier as the line
+        dots = ax.plot([r["mean_ms"] for r in runs], [r["recall@10"] for r in runs], "o", markersize=3, alpha=0.3)
+        front, top = [], -1.0
+        for r in runs:
+            if r["recall@10"] > top:
+                front.append(r)
+                top = r["recall@10"]
+        ax.plot([r["mean_ms"] for r in front], [r["recall@10"] for r in front], "o-", markersize=4,
+                color=dots[0].get_color(), label=f"{name} (frontier)")
     ax.set_xscale("log")
     ax.set_xlabel("mean single-thread latency per query (ms, log)")
     ax.set_ylabel("recall@10 vs exact")
@@ -341,4 +351,7 @@ def plot(result, path):
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) == 3 and sys.argv[1] == "--plot":  # redraw a PNG from a result file
+        plot(json.loads(Path(sys.argv[2]).read_text()), Path(sys.argv[2]).with_suffix(".png"))
+    else:
+        main()
