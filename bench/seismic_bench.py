@@ -154,15 +154,6 @@ def recall_at_k(result_ids, truth_numbers, position: dict) -> float:
     return by_number(got, truth_numbers)
 
 
-def timed_queries(fn, n) -> np.ndarray:
-    ms = np.empty(n)
-    for i in range(n):
-        t = time.perf_counter()
-        fn(i)
-        ms[i] = (time.perf_counter() - t) * 1000
-    return ms
-
-
 def interleaved_timings(calls: dict, n: int, reps: int = REPS) -> dict:
     """Per system, every single-query time in ms: ``reps`` passes over the queries, the systems
     taking turns pass by pass (A B B A ...), so drift in machine speed hits both alike while
@@ -178,6 +169,11 @@ def interleaved_timings(calls: dict, n: int, reps: int = REPS) -> dict:
                 fn(i)
                 out[r * n + i] = (time.perf_counter() - t) * 1000
     return ms
+
+
+def timed_queries(fn, n) -> np.ndarray:
+    """One system alone: each single-query time in ms, one pass."""
+    return interleaved_timings({"one": fn}, n, reps=1)["one"]
 
 
 def summarise(ms, recall, batch_s, n) -> dict:

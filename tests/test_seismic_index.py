@@ -66,8 +66,9 @@ def test_build_parameters_recorded_and_validated(tmp_path):
         SeismicIndex.build(DOCS, bogus=1)
     with pytest.raises(ValueError, match="forward_dtype must be 'f16' or 'f32', got 'f8'"):
         SeismicIndex.build(DOCS, forward_dtype="f8")
-    with pytest.raises(ValueError, match="heap_factor must be"):
-        idx.search_numbers(QUERIES, 10, heap_factor=-1)
+    for bad in (-1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match=f"heap_factor must be a finite number >= 0, got {float(bad)}"):
+            idx.search_numbers(QUERIES, 10, heap_factor=bad)
     with pytest.raises(ValueError, match="query_cut must be >= 1, got 0"):
         idx.search_numbers(QUERIES, 10, query_cut=0)
     wide = sp.csr_matrix((np.ones(70000, np.float32), (np.zeros(70000, int), np.arange(70000))), shape=(2, 70000))

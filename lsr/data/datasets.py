@@ -55,17 +55,21 @@ class IrDatasetsDataset(Dataset):
                          "It downloads a dataset on first use: check the network, or point IR_DATASETS_HOME at "
                          "a folder that already holds it")
 
+    def _fetched(self, what: str, rows):
+        """Iterate ``rows()`` (an ir_datasets iterator), turning a failed download into a DataError."""
+        try:
+            yield from rows()
+        except OSError as e:
+            raise self._fetch_error(what, e) from None
+
     def docs(self) -> Iterator[Doc]:
         if not self._ds.has_docs():
             return super().docs()
-        try:
-            for d in self._ds.docs_iter():
-                text = getattr(d, "text", None)
-                if text is None:
-                    text = d.default_text()
-                yield Doc(d.doc_id, text, getattr(d, "title", "") or "")
-        except OSError as e:
-            raise self._fetch_error("documents", e) from None
+        for d in self._fetched("documents", self._ds.docs_iter):
+            text = getattr(d, "text", None)
+            if text is None:
+                text = d.default_text()
+            yield Doc(d.doc_id, text, getattr(d, "title", "") or "")
 
     def docs_count(self) -> int | None:
         try:
@@ -76,21 +80,15 @@ class IrDatasetsDataset(Dataset):
     def queries(self) -> Iterator[Query]:
         if not self._ds.has_queries():
             return super().queries()
-        try:
-            for q in self._ds.queries_iter():
-                yield Query(q.query_id, getattr(q, "text", None) or q.default_text())
-        except OSError as e:
-            raise self._fetch_error("queries", e) from None
+        for q in self._fetched("queries", self._ds.queries_iter):
+            yield Query(q.query_id, getattr(q, "text", None) or q.default_text())
 
     def qrels(self) -> Qrels:
         if not self._ds.has_qrels():
             return super().qrels()
         out: Qrels = {}
-        try:
-            for q in self._ds.qrels_iter():
-                out.setdefault(q.query_id, {})[q.doc_id] = int(q.relevance)
-        except OSError as e:
-            raise self._fetch_error("relevance judgements", e) from None
+        for q in self._fetched("relevance judgements", self._ds.qrels_iter):
+            out.setdefault(q.query_id, {})[q.doc_id] = int(q.relevance)
         return out
 
 

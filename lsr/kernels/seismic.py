@@ -432,9 +432,9 @@ def summaries_by_term(list_block_ptr, sum_ptr, sum_terms, sum_codes, vocab_size,
 # index (start << 16 | length): no per-document table lookup (a cache miss on
 # large collections) before scoring. ``f16`` says the forward values are
 # float16 bit patterns in ``fwd_codes`` (else float32 in ``fwd_val``); ``pf``
-# turns on software prefetching of documents, which pays only when the
-# forward index is larger than the CPU caches (otherwise it is pure
-# instruction overhead).
+# turns on software prefetching of documents; the index enables it once the
+# forward index outgrows a core's L2 cache (SeismicIndex.PREFETCH_MIN_BYTES),
+# below which it is pure instruction overhead.
 
 
 @njit(cache=True)
