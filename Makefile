@@ -22,7 +22,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e ".[models,test]"
+	$(BIN)/pip install --quiet -e ".[models,train,test]"
 	touch $@
 
 # Merged in without overwriting (cp -n) on every run, so a cache directory

@@ -6,6 +6,11 @@ import json
 import sys
 
 
+def setting(x):
+    """A run's search setting as printed: query_cut / heap_factor (/ knn when refinement was on)."""
+    return f"{x['query_cut']} / {x['heap_factor']}" + (f" / knn {x['knn']}" if x.get("knn") else "")
+
+
 def main(path):
     r = json.load(open(path))
     S = r["systems"]
@@ -18,12 +23,13 @@ def main(path):
             print(f"| {name} | {s['build_s']:.1f}{extra} | {s['index_bytes'] / 1e6:.1f} | {s['peak_rss_mb']:.0f} |")
     print("\n| query_cut / heap_factor | lsr recall@10 | pyseismic recall@10 | lsr mean ms | pyseismic mean ms "
           "| lsr / pyseismic | lsr p99 ms | lsr batch q/s (2 threads) |\n|---|---:|---:|---:|---:|---:|---:|---:|")
-    py = {(x["query_cut"], x["heap_factor"]): x for x in S["pyseismic-lsr"]["runs"]}
+    py = {setting(x): x for x in S["pyseismic-lsr"]["runs"]}
     for a in S["lsr-seismic"]["runs"]:
-        b = py[(a["query_cut"], a["heap_factor"])]
-        print(f"| {a['query_cut']} / {a['heap_factor']} | {a['recall@10']:.3f} | {b['recall@10']:.3f} | "
-              f"{a['mean_ms']:.3f} | {b['mean_ms']:.3f} | {a['mean_ms'] / b['mean_ms']:.2f} | {a['p99_ms']:.3f} | "
-              f"{a['batch_2t_qps']:,.0f} |")
+        b = py.get(setting(a))  # absent when only lsr ran this setting (e.g. its k-NN graph)
+        pr, pm, ratio = ((f"{b['recall@10']:.3f}", f"{b['mean_ms']:.3f}", f"{a['mean_ms'] / b['mean_ms']:.2f}")
+                         if b else ("", "", ""))
+        print(f"| {setting(a)} | {a['recall@10']:.3f} | {pr} | {a['mean_ms']:.3f} | {pm} | {ratio} | "
+              f"{a['p99_ms']:.3f} | {a['batch_2t_qps']:,.0f} |")
     for name in ("lsr-exact", "scipy-brute-force"):
         x = S[name]["runs"][0]
         print(f"\n{name}: mean {x['mean_ms']:.2f} ms, p50 {x['p50_ms']:.2f}, p99 {x['p99_ms']:.2f}, "
@@ -43,7 +49,7 @@ def acceptance(S, target=0.95):
     exact = S["lsr-exact"]["runs"][0]["mean_ms"]
     for name, b in (("lsr-seismic", lsr), ("pyseismic-lsr", ps)):
         print(f"- {name} fastest at recall@10 >= {target}: " + (
-            f"query_cut {b['query_cut']} / heap_factor {b['heap_factor']}, recall {b['recall@10']:.3f}, "
+            f"{setting(b)}, recall {b['recall@10']:.3f}, "
             f"{b['mean_ms']:.3f} ms" if b else "not reached on this grid"))
     if lsr and ps:
         print(f"- latency lsr / pyseismic: {lsr['mean_ms'] / ps['mean_ms']:.2f}")
@@ -51,13 +57,18 @@ def acceptance(S, target=0.95):
         if same:
             m = min(same, key=lambda x: x["mean_ms"])
             print(f"- lsr at recall >= pyseismic's {ps['recall@10']:.3f}: {m['mean_ms']:.3f} ms "
-                  f"({m['query_cut']} / {m['heap_factor']}), ratio {m['mean_ms'] / ps['mean_ms']:.2f}")
+                  f"({setting(m)}), ratio {m['mean_ms'] / ps['mean_ms']:.2f}")
     if lsr:
         print(f"- exact / lsr-seismic latency: {exact / lsr['mean_ms']:.1f}x")
     frontier(S, target)
     a, b = S["lsr-seismic"], S["pyseismic-lsr"]
+    graph_a, graph_b = a.get("timings", {}).get("knn_s", 0.0), b.get("knn_build_s", 0.0)
     print(f"- index size lsr / pyseismic: {a['index_bytes'] / b['index_bytes']:.2f}; build time lsr / pyseismic: "
-          f"{a['build_s'] / b['index_only_build_s']:.2f} (index only), {a['build_s'] / b['build_s']:.2f} (end to end)")
+          f"{(a['build_s'] - graph_a) / b['index_only_build_s']:.2f} (index only), "
+          f"{a['build_s'] / b['build_s']:.2f} (end to end)")
+    if graph_a or graph_b:
+        print(f"- k-NN graph build: lsr {graph_a:.1f} s, pyseismic {graph_b:.1f} s; index with graph, "
+              f"lsr / pyseismic: {a['build_s'] / (b['index_only_build_s'] + graph_b):.2f}")
 
 
 def frontier(S, target=0.95):
@@ -75,12 +86,11 @@ def frontier(S, target=0.95):
         ok = [x for x in S["lsr-seismic"]["runs"] if x["recall@10"] >= p["recall@10"]]
         m = min(ok, key=lambda x: x["mean_ms"]) if ok else None
         if m is None:
-            print(f"| {p['query_cut']} / {p['heap_factor']} | {p['recall@10']:.3f} | {p['mean_ms']:.3f} | "
-                  "not reached | | | |")
+            print(f"| {setting(p)} | {p['recall@10']:.3f} | {p['mean_ms']:.3f} | not reached | | | |")
             continue
         ratios.append(m["mean_ms"] / p["mean_ms"])
-        print(f"| {p['query_cut']} / {p['heap_factor']} | {p['recall@10']:.3f} | {p['mean_ms']:.3f} | "
-              f"{m['query_cut']} / {m['heap_factor']} | {m['recall@10']:.3f} | {m['mean_ms']:.3f} | "
+        print(f"| {setting(p)} | {p['recall@10']:.3f} | {p['mean_ms']:.3f} | "
+              f"{setting(m)} | {m['recall@10']:.3f} | {m['mean_ms']:.3f} | "
               f"{ratios[-1]:.2f} |")
     if ratios:
         print(f"\n- at equal or higher recall (>= {target}), lsr / pyseismic latency: worst {max(ratios):.2f}, "

@@ -108,7 +108,7 @@ def build_lsr(docs, ids, path, params):
             "timings": idx.build_timings}
 
 
-def build_pyseismic(docs, ids, path, params):
+def build_pyseismic(docs, ids, path, params, knn=0):
     import seismic
     ds = seismic.SeismicDataset()
     st = seismic.get_seismic_string()
@@ -122,8 +122,13 @@ def build_pyseismic(docs, ids, path, params):
         min_cluster_size=params["min_cluster_size"], summary_energy=params["summary_energy"],
         max_fraction=params["max_fraction"], doc_cut=params["doc_cut"], num_threads=2)
     built = time.perf_counter() - t
+    out = {"index_only_build_s": built}
+    if knn:  # its own k-NN graph, found by searching the index with every document
+        t = time.perf_counter()
+        index.build_knn(knn)
+        out["knn_build_s"] = time.perf_counter() - t
     index.save(str(path))
-    return {"index_only_build_s": built}
+    return out
 
 
 class PySeismicSearcher:
@@ -132,15 +137,15 @@ class PySeismicSearcher:
         self.index = seismic.SeismicIndex.load(str(path) + ".index.seismic")
         self.tokens = np.array([str(i) for i in range(vocab_size)], dtype=seismic.get_seismic_string())
 
-    def one(self, ix, vals, k, qc, hf):
-        return self.index.search("q", self.tokens[ix], vals, k, query_cut=qc, heap_factor=hf)
+    def one(self, ix, vals, k, qc, hf, knn=0):
+        return self.index.search("q", self.tokens[ix], vals, k, query_cut=qc, heap_factor=hf, n_knn=knn)
 
-    def batch(self, queries, k, qc, hf, threads=2):
+    def batch(self, queries, k, qc, hf, threads=2, knn=0):
         comps = [self.tokens[queries.row(i)[0]] for i in range(len(queries))]
         vals = [queries.row(i)[1].astype(np.float32) for i in range(len(queries))]
         qids = np.array([str(i) for i in range(len(queries))], dtype=self.tokens.dtype)
         return self.index.batch_search(qids, comps, vals, k,
-                                       query_cut=qc, heap_factor=hf, num_threads=threads)
+                                       query_cut=qc, heap_factor=hf, n_knn=knn, num_threads=threads)
 
 
 # --------------------------------------------------------------- measuring
@@ -190,6 +195,12 @@ def main():
     ap.add_argument("--n-postings", type=int, default=None)
     ap.add_argument("--centroid-fraction", type=float, default=None)
     ap.add_argument("--summary-energy", type=float, default=None)
+    ap.add_argument("--knn", type=int, default=0, metavar="K",
+                    help="both systems also build a K-neighbour k-NN graph; every setting is run with and "
+                         "without refinement")
+    ap.add_argument("--pyseismic-knn", type=int, default=None, metavar="K",
+                    help="pyseismic's graph size (default: --knn); 0 builds none, so only lsr refines "
+                         "(its graph search costs ~1M index searches on the 1M set)")
     ap.add_argument("--skip-pyseismic", action="store_true")
     args = ap.parse_args()
     os.environ.setdefault("IR_DATASETS_HOME", str(ROOT / ".cache" / "ir_datasets"))
@@ -216,6 +227,12 @@ def main():
     if args.summary_energy:
         params["summary_energy"] = args.summary_energy
         label += f"_se{args.summary_energy:g}"
+    if args.knn:
+        params["knn"] = args.knn
+        label += f"_knn{args.knn}"
+    else:
+        params.pop("knn", None)
+    params.pop("knn_blocks", None)
     work = OUT / f"seismic_{label}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -229,8 +246,9 @@ def main():
     # layer is not fork-safe once the parent has run a parallel region.
     builds = {"lsr-exact": in_child(build_exact, docs, ids, work / "exact"),
               "lsr-seismic": in_child(build_lsr, docs, ids, work / "lsr", params)}
+    ps_knn = args.knn if args.pyseismic_knn is None else args.pyseismic_knn
     if not args.skip_pyseismic:
-        builds["pyseismic-lsr"] = in_child(build_pyseismic, docs, ids, work / "pyseismic", params)
+        builds["pyseismic-lsr"] = in_child(build_pyseismic, docs, ids, work / "pyseismic", params, ps_knn)
     for name, info in builds.items():
         print("built", name, info, flush=True)
 
@@ -275,30 +293,31 @@ def main():
         ps = PySeismicSearcher(work / "pyseismic", docs.vocab.size)
         ps_rows = [(ps.tokens[queries.row(i)[0]], queries.row(i)[1].astype(np.float32)) for i in range(nq)]
     runs = {"lsr-seismic": [], "pyseismic-lsr": []}
-    for qc, hf in GRID:
-        got, _ = idx.batch_search(queries, k, query_cut=qc, heap_factor=hf, threads=1)
+    for qc, hf, kn in [(qc, hf, kn) for kn in ((0, args.knn) if args.knn else (0,)) for qc, hf in GRID]:
+        got, _ = idx.batch_search(queries, k, query_cut=qc, heap_factor=hf, knn=kn, threads=1)
         recall = {"lsr-seismic": recall_at_k(got, truth, position)}
         # Each system's public one-query call, returning string doc ids.
-        calls = {"lsr-seismic": lambda i: idx.search(lsr_rows[i], k, query_cut=qc, heap_factor=hf)}
-        if ps is not None:
-            res = ps.batch(queries, k, qc, hf, threads=1)
+        calls = {"lsr-seismic": lambda i: idx.search(lsr_rows[i], k, query_cut=qc, heap_factor=hf, knn=kn)}
+        ps_now = ps if (ps is not None and (kn == 0 or ps_knn)) else None
+        if ps_now is not None:
+            res = ps.batch(queries, k, qc, hf, threads=1, knn=kn)
             # Results carry their query id; do not rely on their order.
             by_query = {r[0][0]: [d for _, _, d in r] for r in res if r}
             recall["pyseismic-lsr"] = recall_at_k([by_query.get(str(i), []) for i in range(nq)], truth,
                                                       position)
             calls["pyseismic-lsr"] = lambda i: ps.index.search("q", ps_rows[i][0], ps_rows[i][1], k,
-                                                               query_cut=qc, heap_factor=hf)
+                                                               query_cut=qc, heap_factor=hf, n_knn=kn)
         ms = interleaved_timings(calls, nq)
         batch_s = {}
         t = time.perf_counter()
-        idx.search_numbers(queries, k, query_cut=qc, heap_factor=hf, threads=2)
+        idx.search_numbers(queries, k, query_cut=qc, heap_factor=hf, knn=kn, threads=2)
         batch_s["lsr-seismic"] = time.perf_counter() - t
-        if ps is not None:
+        if ps_now is not None:
             t = time.perf_counter()
-            ps.batch(queries, k, qc, hf, threads=2)
+            ps.batch(queries, k, qc, hf, threads=2, knn=kn)
             batch_s["pyseismic-lsr"] = time.perf_counter() - t
         for name in calls:
-            runs[name].append({"query_cut": qc, "heap_factor": hf,
+            runs[name].append({"query_cut": qc, "heap_factor": hf, "knn": kn,
                                **summarise(ms[name], recall[name], batch_s[name], nq)})
             print(name, runs[name][-1], flush=True)
     result["systems"]["lsr-seismic"] = {**info, "index_bytes": dir_bytes(work / "lsr"), "runs": runs["lsr-seismic"]}

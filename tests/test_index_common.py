@@ -51,7 +51,8 @@ def test_corrupt_truncated_and_wrong_version(tmp_path, index_type, array):
         load_index(tmp_path / "i")
     index_type.build(docs).save(tmp_path / "v")
     manifest = tmp_path / "v" / "manifest.json"
-    # Versions are per index type: seismic 1 (block-major summaries) is refused,
+    # Versions are per index type: seismic 1 (block-major summaries) is refused
+    # (seismic 2, without the k-NN graph, loads: tested in test_seismic_index),
     # exact 1 has the same layout as 2 and still loads; 99 is a newer lsr.
     for version in (1, 99):
         m = json.loads(manifest.read_text())
@@ -64,4 +65,4 @@ def test_corrupt_truncated_and_wrong_version(tmp_path, index_type, array):
         with pytest.raises(IndexError_, match=f"{index_type.index_type} index format version {version} is not "
                                               f"supported by this lsr \\(reads "):
             load_index(tmp_path / "v")
-    assert ExactIndex.READABLE_VERSIONS == (1, 2) and SeismicIndex.READABLE_VERSIONS == (2,)
+    assert ExactIndex.READABLE_VERSIONS == (1, 2) and SeismicIndex.READABLE_VERSIONS == (2, 3)

@@ -197,3 +197,115 @@ def test_prefetching_changes_no_result(forward_dtype):
             b = prefetching.search_numbers(QUERIES, 10, query_cut=qc, heap_factor=hf, threads=threads)
             assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
     assert prefetching._prefetch and not plain._prefetch
+
+
+# ------------------------------------------------------------ k-NN refinement
+
+def _block_mates(idx, d):
+    """Every document sharing a block with d (brute force over the index arrays)."""
+    bp, bd = np.asarray(idx.block_ptr), np.asarray(idx.block_docs)
+    mates = set()
+    for b in np.flatnonzero([d in bd[bp[i]:bp[i + 1]] for i in range(len(bp) - 1)]):
+        mates.update(bd[bp[b]:bp[b + 1]].tolist())
+    mates.discard(d)
+    return mates
+
+
+def test_knn_graph_holds_each_documents_best_block_mates():
+    idx = SeismicIndex.build(DOCS, n_postings=200, knn=6, knn_blocks=10_000)
+    g = np.asarray(idx.knn_nbrs).reshape(len(idx), 6)
+    assert idx.knn_width == 6 and idx.params["knn"] == 6
+    dense = DOCS.toarray()
+    for d in range(0, len(idx), 97):
+        mates = np.array(sorted(_block_mates(idx, d)))
+        scores = dense[mates] @ dense[d]
+        keep = scores > 0
+        mates, scores = mates[keep], scores[keep]
+        best = mates[np.lexsort((mates, -scores))][:6]  # score descending, then doc number
+        row = g[d][g[d] >= 0]
+        assert d not in row.tolist()
+        assert row.tolist() == best.tolist(), d
+        assert (g[d][len(row):] == -1).all()
+
+
+def test_knn_refinement_only_adds_candidates():
+    """Refining scores more documents into the same top-k: never a lower score at any rank, and
+    recall against exact rises where blocks were skipped."""
+    exact = ExactIndex.build(DOCS)
+    idx = SeismicIndex.build(DOCS, n_postings=200, knn=10, forward_dtype="f32")
+    truth, _ = exact.search_numbers(QUERIES, 10)
+    plain_docs, plain = idx.search_numbers(QUERIES, 10, query_cut=2, heap_factor=1.5, knn=0)
+    ref_docs, refined = idx.search_numbers(QUERIES, 10, query_cut=2, heap_factor=1.5)  # the index's default: 10
+    assert (refined >= plain).all()
+
+    def recall(got):
+        return np.mean([len(set(a) & set(b)) / 10 for a, b in zip(got, truth)])
+    assert recall(ref_docs) > recall(plain_docs)
+    # more neighbours than stored is clamped to the graph; negative is refused
+    assert np.array_equal(idx.search_numbers(QUERIES, 10, query_cut=2, heap_factor=1.5, knn=50)[0], ref_docs)
+    with pytest.raises(ValueError, match="knn must be >= 0"):
+        idx.search_numbers(QUERIES, 10, knn=-1)
+    with pytest.raises(ValueError, match="knn must be an integer >= 0"):
+        SeismicIndex.build(DOCS, knn=-3)
+
+
+@pytest.mark.parametrize("forward_dtype", ["f16", "f32"])
+def test_knn_refinement_same_with_prefetch_and_threads(forward_dtype):
+    plain = SeismicIndex.build(DOCS, n_postings=200, knn=8, forward_dtype=forward_dtype)
+    prefetching = SeismicIndex.build(DOCS, n_postings=200, knn=8, forward_dtype=forward_dtype)
+    prefetching.PREFETCH_MIN_BYTES = 0
+    a = plain.search_numbers(QUERIES, 10, query_cut=3, heap_factor=1.0, threads=1)
+    for idx, threads in ((prefetching, 1), (plain, 2), (prefetching, 2)):
+        b = idx.search_numbers(QUERIES, 10, query_cut=3, heap_factor=1.0, threads=threads)
+        assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+
+
+def test_knn_graph_saved_and_version_2_index_loads_without_one(tmp_path):
+    idx = SeismicIndex.build(DOCS, n_postings=200, knn=5)
+    idx.save(tmp_path / "s")
+    back = load_index(tmp_path / "s")
+    assert back.knn_width == 5 and np.array_equal(np.asarray(back.knn_nbrs), np.asarray(idx.knn_nbrs))
+    assert np.array_equal(back.search_numbers(QUERIES, 10)[0], idx.search_numbers(QUERIES, 10)[0])
+    # What lsr wrote before the graph existed (format 2, no knn_nbrs file) still loads, without refinement.
+    plain = SeismicIndex.build(DOCS, n_postings=200)
+    plain.save(tmp_path / "v2")
+    manifest_path = tmp_path / "v2" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["format_version"] = 2
+    del manifest["files"]["knn_nbrs.npy"]
+    manifest["params"].pop("knn"), manifest["params"].pop("knn_blocks")
+    manifest_path.write_text(json.dumps(manifest))
+    (tmp_path / "v2" / "knn_nbrs.npy").unlink()
+    old = load_index(tmp_path / "v2")
+    assert old.knn_width == 0
+    assert np.array_equal(old.search_numbers(QUERIES, 10)[0], plain.search_numbers(QUERIES, 10)[0])
+    # a graph whose size does not fit the document count is refused
+    np.save(tmp_path / "s" / "knn_nbrs.npy", np.zeros(7, np.int32))
+    with pytest.raises(IndexError_, match="knn_nbrs.npy"):
+        load_index(tmp_path / "s")  # size differs from the manifest
+    with pytest.raises(IndexError_, match="array sizes disagree"):
+        _with(back, knn_nbrs=np.zeros(7, np.int32))._check_arrays(tmp_path / "s")
+
+
+def _with(idx, **arrays):
+    import copy
+    clone = copy.copy(idx)
+    clone.__dict__.update(arrays)
+    return clone
+
+
+def test_cli_knn_options(med_indexes, tmp_path):
+    from typer.testing import CliRunner
+
+    from lsr.cli.app import app
+    runner = CliRunner()
+    out = tmp_path / "knn"
+    res = runner.invoke(app, ["index", str(med_indexes["exact"] / "vectors"), "-o", str(out), "--knn", "8", "-q"])
+    assert res.exit_code == 0, res.output
+    assert load_index(out).knn_width == 8
+    res = runner.invoke(app, ["search", str(out), "blood pressure in children", "--json", "--knn", "0"])
+    assert res.exit_code == 0, res.output
+    assert len(json.loads(res.stdout)["hits"]) == 10
+    res = runner.invoke(app, ["index", str(med_indexes["exact"] / "vectors"), "-o", str(tmp_path / "x"),
+                              "--index-type", "exact", "--knn", "8", "-q"])
+    assert res.exit_code == 1 and "--knn applies to the seismic index" in res.stderr

@@ -94,6 +94,8 @@ def index(
     max_length: int = typer.Option(256, help="tokens per document"),
     batch_size: int = typer.Option(32, help="texts per forward pass"),
     split: Optional[str] = typer.Option(None, help="qrels split of a BEIR folder"),
+    knn: int = typer.Option(0, "--knn", min=0, help="seismic: also build a k-NN graph with this many neighbours "
+                                                   "per document (refines results; 0 = none)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing index"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
 ):
@@ -108,8 +110,12 @@ def index(
 
     from ..pipeline import build_index
     t0 = time.time()
+    from ..errors import IndexError_
+    if knn and index_type != "seismic":
+        raise IndexError_(f"--knn applies to the seismic index, not {index_type!r}")
     idx = build_index(dataset, model, output, index_type=index_type, max_length=max_length,
-                      batch_size=batch_size, overwrite=overwrite, progress=_progress_enabled(quiet), split=split)
+                      batch_size=batch_size, overwrite=overwrite, progress=_progress_enabled(quiet), split=split,
+                      params={"knn": knn} if knn else None)
     typer.echo(f"indexed {len(idx)} documents ({idx.n_postings} postings) into {output} "
                f"in {time.time() - t0:.1f}s", err=True)
 
@@ -123,6 +129,7 @@ def search(
     as_json: bool = typer.Option(False, "--json", help='print {"hits": [{doc_id, score, title}, ...]}'),
     query_cut: Optional[int] = typer.Option(None, min=1, help="seismic: query terms whose lists are visited (default: the index's)"),
     heap_factor: Optional[float] = typer.Option(None, min=0.0, help="seismic: skip blocks scoring below this x k-th best"),
+    knn: Optional[int] = typer.Option(None, min=0, help="seismic: graph neighbours scored per hit (default: the index's)"),
 ):
     """Search an index with a text query.
 
@@ -136,15 +143,15 @@ def search(
     n_tokens = s.encoder.token_length(query)
     if n_tokens > s.max_length:
         _err(f"warning: query is {n_tokens} tokens; only the first {s.max_length} are used")
-    hits = s.search(query, k, **_search_params(query_cut, heap_factor))
+    hits = s.search(query, k, **_search_params(query_cut, heap_factor, knn))
     if as_json:
         typer.echo(json.dumps({"hits": [h.to_dict() for h in hits]}))
         return
     _print_hits(query, hits)
 
 
-def _search_params(query_cut, heap_factor) -> dict:
-    return {k: v for k, v in (("query_cut", query_cut), ("heap_factor", heap_factor)) if v is not None}
+def _search_params(query_cut, heap_factor, knn=None) -> dict:
+    return {k: v for k, v in (("query_cut", query_cut), ("heap_factor", heap_factor), ("knn", knn)) if v is not None}
 
 
 def _print_hits(query: str, hits) -> None:
@@ -183,6 +190,7 @@ def eval_(
     split: Optional[str] = typer.Option(None, help="qrels split of a BEIR folder (default test)"),
     query_cut: Optional[int] = typer.Option(None, min=1, help="seismic: query terms whose lists are visited"),
     heap_factor: Optional[float] = typer.Option(None, min=0.0, help="seismic: block-skipping factor"),
+    knn: Optional[int] = typer.Option(None, min=0, help="seismic: graph neighbours scored per hit"),
     keep_self_hits: bool = typer.Option(False, "--keep-self-hits",
                                         help="keep hits whose doc id equals the query id (BEIR drops them)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
@@ -199,7 +207,7 @@ def eval_(
     ds = load_dataset(dataset, split=split, queries=queries, qrels=qrels)
     results = evaluate_index(Searcher(index_dir), ds, measures, k=k, run_path=run,
                              progress=_progress_enabled(quiet) and not as_json, drop_self=not keep_self_hits,
-                             **_search_params(query_cut, heap_factor))
+                             **_search_params(query_cut, heap_factor, knn))
     if as_json:
         typer.echo(json.dumps(results))
         return
@@ -218,8 +226,9 @@ def tune(
     dry_run: bool = typer.Option(False, "--dry-run", help="measure and report, but do not store"),
     as_json: bool = typer.Option(False, "--json", help="print the full grid as JSON"),
 ):
-    """Pick query_cut and heap_factor meeting a recall target at the lowest latency,
-    and store them in the index as its search defaults.
+    """Pick query_cut and heap_factor (and knn, when the index has a k-NN graph)
+    meeting a recall target at the lowest latency, and store them in the index
+    as its search defaults.
 
     [b]Example[/b]: lsr tune indexes/scifact --queries beir/scifact/train --target-recall 0.95
     """
@@ -250,17 +259,41 @@ def tune(
     best = result["best"]
     if best and not dry_run:
         storage.update_manifest(index_dir, {"params": {"query_cut": best["query_cut"],
-                                                       "heap_factor": best["heap_factor"]}})
+                                                       "heap_factor": best["heap_factor"], "knn": best["knn"]}})
     if as_json:
         typer.echo(json.dumps(result))
     elif best:
-        typer.echo(f"query_cut={best['query_cut']} heap_factor={best['heap_factor']}: recall@{k} "
+        typer.echo(f"query_cut={best['query_cut']} heap_factor={best['heap_factor']} knn={best['knn']}: recall@{k} "
                    f"{best['recall']:.3f}, {best['mean_ms']:.3f} ms/query over {len(texts)} queries"
                    + (" (not stored: --dry-run)" if dry_run else f"; stored as the defaults of {index_dir}"))
     if not best:
         top = max(result["runs"], key=lambda r: r["recall"])
         raise IndexError_(f"no setting reached recall@{k} {target_recall} (best {top['recall']:.3f} at "
                           f"query_cut={top['query_cut']}, heap_factor={top['heap_factor']}); nothing stored")
+
+
+@app.command(name="train")
+@handle_errors
+def train_(
+    recipe: str = typer.Argument(..., help="recipe TOML file, or the name of one in data/recipes"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="run folder (default runs/<recipe name>)"),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="stop after this many steps"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
+):
+    """Train a sparse encoder from a recipe: mine hard negatives, score them with the
+    teachers, distil, select on dev. Rerunning the same command resumes.
+
+    [b]Example[/b]: lsr train nfcorpus-splade-tiny-ensemble -o runs/nf
+    """
+    from ..training.recipe import load_recipe
+    from ..training.trainer import train as run
+    r = load_recipe(recipe)  # fail on a bad recipe before importing torch
+    output = output or Path("runs") / (r["name"] or Path(recipe).stem)
+    summary = run(recipe, output, progress=_progress_enabled(quiet), max_steps=max_steps)
+    best = max((h["dev_ndcg@10"] for h in summary["dev_history"]), default=None)
+    typer.echo(f"trained {summary['steps']} steps on {summary['examples']} examples; model in {summary['model']}"
+               + (f"; dev nDCG@10 {summary['dev_before']['dev_ndcg@10']:.4f} -> best {best:.4f}" if best else ""),
+               err=True)
 
 
 @app.command()

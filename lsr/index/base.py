@@ -30,6 +30,9 @@ class BaseIndex:
     ARRAYS: tuple[str, ...] = ()
     FORMAT_VERSION = 1  # the layout this class writes; bump when ARRAYS or their meaning change
     READABLE_VERSIONS: tuple[int, ...] = (1,)  # layouts this class can still load
+    # Arrays an older layout lacks: loaded empty (of this dtype) when the
+    # manifest does not list them.
+    OPTIONAL_ARRAYS: dict = {}
 
     def __init__(self, arrays: dict, doc_ids: DocIds, vocab: Vocabulary, params: dict | None = None,
                  manifest: dict | None = None, path: Path | None = None):
@@ -84,7 +87,10 @@ class BaseIndex:
         storage.check_version(path, manifest, cls.READABLE_VERSIONS)
         storage.verify_files(path, manifest, checksums=verify)
         vocab = Vocabulary.from_json((path / VOCAB_FILE).read_text())
-        arrays = {name: storage.load_array(path, name) for name in cls.ARRAYS}
+        listed = manifest.get("files", {})
+        arrays = {name: (np.zeros(0, dtype=cls.OPTIONAL_ARRAYS[name])
+                         if name in cls.OPTIONAL_ARRAYS and f"{name}.npy" not in listed
+                         else storage.load_array(path, name)) for name in cls.ARRAYS}
         index = cls(arrays, DocIds.load(path), vocab, manifest.get("params"), manifest, path)
         if len(index.doc_ids) != manifest["counts"]["docs"]:
             raise IndexError_(f"{path}: {len(index.doc_ids)} doc ids, manifest says {manifest['counts']['docs']}")

@@ -5,6 +5,7 @@ is the correctness reference for approximate indexes. Pure numpy/numba.
 """
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +50,20 @@ class ExactIndex(BaseIndex):
 
     def _search(self, q, k, threads, scores, docs, query_cut=None, heap_factor=None, **_ignored) -> None:
         from ..kernels.exact import batch_search, batch_search_serial
-        run_kernel(batch_search_serial, batch_search, threads, len(q),
-                   q.indptr, q.indices, q.values, self.post_ptr, self.post_docs, self.post_vals, len(self), k,
-                   scores, docs)
+        args = (q.indptr, q.indices, q.values, self.post_ptr, self.post_docs, self.post_vals, len(self), k)
+        if threads == 1 or len(q) == 1:
+            local = self._scratch()
+            batch_search_serial(*args, local.acc, local.touched, scores, docs)
+        else:
+            run_kernel(None, batch_search, threads, len(q), *args, scores, docs)
+
+    def _scratch(self):
+        """This thread's accumulator and touched list, kept between calls (see batch_search_serial)."""
+        try:
+            local = self._local
+        except AttributeError:
+            local = self.__dict__.setdefault("_local", threading.local())
+        if not hasattr(local, "acc"):
+            local.acc = np.zeros(len(self), dtype=np.float32)
+            local.touched = np.empty(len(self), dtype=np.int64)
+        return local

@@ -44,6 +44,8 @@ BUILD_DEFAULTS = {
     "doc_cut": 15,
     "forward_dtype": "f16",
     "seed": 42,
+    "knn": 0,  # k-NN graph: neighbours stored per document (0: no graph); also the search default
+    "knn_blocks": 0,  # neighbours are sought in the blocks of this many of a document's heaviest terms (0: all)
 }
 SEARCH_DEFAULTS = {"query_cut": 10, "heap_factor": 0.8}  # recall@10 ~0.99 on scifact; `lsr tune` refines
 
@@ -74,11 +76,15 @@ def default_build_params(n_docs: int) -> dict:
 
 class SeismicIndex(BaseIndex):
     index_type = "seismic"
-    FORMAT_VERSION = 2  # 2: summaries stored term-major (dir_*/ent_* arrays); 1 was block-major
-    READABLE_VERSIONS = (2,)
-    # Order matters: all but the last (fwd_ptr) form the kernel's `ix` tuple.
+    # 3: adds the k-NN graph (knn_nbrs); 2: summaries stored term-major
+    # (dir_*/ent_* arrays); 1 was block-major. A version-2 index loads as
+    # one without a graph.
+    FORMAT_VERSION = 3
+    READABLE_VERSIONS = (2, 3)
+    # Order matters: they form the kernel's `ix` tuple in this order.
     ARRAYS = ("list_block_ptr", "block_ptr", "block_docs", "block_fwd", "dir_ptr", "dir_terms", "dir_cnt", "dir_off",
-              "ent_blk", "ent_code", "sum_min", "sum_scale", "fwd_idx", "fwd_val", "fwd_codes", "fwd_ptr")
+              "ent_blk", "ent_code", "sum_min", "sum_scale", "fwd_idx", "fwd_val", "fwd_codes", "fwd_ptr", "knn_nbrs")
+    OPTIONAL_ARRAYS = {"knn_nbrs": np.int32}
 
     # ------------------------------------------------------------------ build
     @classmethod
@@ -89,8 +95,11 @@ class SeismicIndex(BaseIndex):
         Parameters (see the module docstring): n_postings (None = by collection
         size; 0 or a negative value disables static pruning), max_fraction,
         centroid_fraction, min_cluster_size, summary_energy, doc_cut,
-        forward_dtype ("f16" or "f32"), seed; query_cut and heap_factor are
-        stored as the index's search defaults.
+        forward_dtype ("f16" or "f32"), seed, knn (neighbours per document
+        in a k-NN graph for result refinement, 0 = none; kernels/knn.py) and
+        knn_blocks (how many of a document's heaviest terms' blocks are
+        searched for its neighbours; 0, the default, searches all); query_cut and heap_factor are stored as
+        the index's search defaults, and so is knn.
         """
         import numba
 
@@ -109,9 +118,12 @@ class SeismicIndex(BaseIndex):
             p.update(default_build_params(n_docs))
         if p["forward_dtype"] not in ("f16", "f32"):
             raise ValueError(f"forward_dtype must be 'f16' or 'f32', got {p['forward_dtype']!r}")
+        for name in ("knn", "knn_blocks"):
+            if not isinstance(p[name], (int, np.integer)) or p[name] < 0:
+                raise ValueError(f"{name} must be an integer >= 0, got {p[name]!r}")
         timings = {}
         from tqdm.auto import tqdm
-        bar = tqdm(total=3, desc="seismic build", unit="phase", disable=not progress)
+        bar = tqdm(total=4 if p["knn"] else 3, desc="seismic build", unit="phase", disable=not progress)
         old_threads = numba.get_num_threads()
         numba.set_num_threads(max(1, min(threads or numba.config.NUMBA_NUM_THREADS, numba.config.NUMBA_NUM_THREADS)))
         try:
@@ -174,6 +186,21 @@ class SeismicIndex(BaseIndex):
             del sum_ptr, sum_terms32, sum_codes
             timings["summaries_s"] = time.perf_counter() - t0
             bar.update()
+
+            knn_nbrs = np.zeros(0, dtype=np.int32)
+            if p["knn"]:
+                bar.set_postfix_str("k-NN graph")
+                t0 = time.perf_counter()
+                from ..kernels import knn as KG
+                doc_ptr, blocks_of = KG.doc_blocks(block_ptr, block_docs, n_docs)
+                block_term = np.repeat(np.arange(dim, dtype=np.int32), np.diff(list_block_ptr))
+                knn_nbrs = KG.knn_graph(block_ptr, block_docs, block_term, doc_ptr, blocks_of, fwd_ptr.astype(np.int64),
+                                        fwd_idx32, fwd_val.astype(np.float32), int(p["knn"]),
+                                        int(p["knn_blocks"]) or np.iinfo(np.int64).max,
+                                        dim, 8 * numba.get_num_threads())
+                del doc_ptr, blocks_of, block_term
+                timings["knn_s"] = time.perf_counter() - t0
+                bar.update()
         finally:
             numba.set_num_threads(old_threads)
             bar.close()
@@ -189,7 +216,7 @@ class SeismicIndex(BaseIndex):
                   "block_fwd": block_fwd,
                   **summaries, "sum_min": sum_min, "sum_scale": sum_scale,
                   "fwd_ptr": fwd_ptr.astype(np.int64), "fwd_idx": fwd_idx32.astype(term_dtype),
-                  "fwd_val": fwd_val_out, "fwd_codes": fwd_codes}
+                  "fwd_val": fwd_val_out, "fwd_codes": fwd_codes, "knn_nbrs": knn_nbrs}
         index = cls(arrays, ids, v.vocab, p)
         index.build_timings = timings
         return index
@@ -220,7 +247,8 @@ class SeismicIndex(BaseIndex):
               and self.block_ptr[-1] == len(self.block_docs) == len(self.block_fwd)
               and len(self.dir_ptr) == dim + 1 and self.dir_ptr[-1] == len(self.dir_terms) == len(self.dir_cnt)
               and len(self.dir_off) == -(-len(self.dir_terms) // DIR_SAMPLE) and len(self.ent_blk) == len(self.ent_code)
-              and len(self.sum_min) == len(self.sum_scale) == self.n_blocks)
+              and len(self.sum_min) == len(self.sum_scale) == self.n_blocks
+              and (n == 0 or len(self.knn_nbrs) % n == 0))
         if not ok:
             raise IndexError_(f"{path}: array sizes disagree with each other (corrupt index)")
 
@@ -230,7 +258,12 @@ class SeismicIndex(BaseIndex):
     # ~20% on the 1M synthetic set's 450 MB); below that it is overhead.
     PREFETCH_MIN_BYTES = 1 << 20
 
-    def _search(self, q, k, threads, scores, docs, query_cut=None, heap_factor=None, **_ignored) -> None:
+    @property
+    def knn_width(self) -> int:
+        """Neighbours stored per document in the k-NN graph (0: the index has none)."""
+        return len(self.knn_nbrs) // len(self) if len(self) else 0
+
+    def _search(self, q, k, threads, scores, docs, query_cut=None, heap_factor=None, knn=None, **_ignored) -> None:
         # Kept lean: on a small collection one query takes ~0.1 ms, so every
         # microsecond of Python here shows in the latency.
         K = _kernels()
@@ -238,7 +271,11 @@ class SeismicIndex(BaseIndex):
             query_cut = self.params.get("query_cut", SEARCH_DEFAULTS["query_cut"])
         if heap_factor is None:
             heap_factor = self.params.get("heap_factor", SEARCH_DEFAULTS["heap_factor"])
-        query_cut, heap_factor = int(query_cut), float(heap_factor)
+        if knn is None:
+            knn = self.params.get("knn", 0)
+        query_cut, heap_factor, knn = int(query_cut), float(heap_factor), int(knn)
+        if knn < 0:
+            raise ValueError(f"knn must be >= 0, got {knn}")
         if query_cut < 1:
             raise ValueError(f"query_cut must be >= 1, got {query_cut}")
         if not 0 <= heap_factor < math.inf:
@@ -248,8 +285,9 @@ class SeismicIndex(BaseIndex):
             self._f16 = len(self.fwd_codes) > 0
             fwd_bytes = self.fwd_idx.nbytes + (self.fwd_codes.nbytes if self._f16 else self.fwd_val.nbytes)
             self._prefetch = fwd_bytes >= self.PREFETCH_MIN_BYTES
-            ix = self._ix = tuple(getattr(self, name) for name in self.ARRAYS[:-1])
-        common = (q.indptr, q.indices, q.values, k, query_cut, np.float32(heap_factor), self._f16, self._prefetch)
+            ix = self._ix = tuple(getattr(self, name) for name in self.ARRAYS)
+        common = (q.indptr, q.indices, q.values, k, query_cut, np.float32(heap_factor), knn, self._f16,
+                  self._prefetch)
         if threads == 1 or len(q.indptr) == 2:
             local = self._scratch()
             K.search_serial(*common, ix, local.q, local.visited, local.stamp, scores, docs)

@@ -43,10 +43,15 @@ def _search_one(q_idx, q_val, post_ptr, post_docs, post_vals, n_docs, k, acc, to
 
 
 @njit(cache=True)
-def batch_search_serial(q_ptr, q_idx, q_val, post_ptr, post_docs, post_vals, n_docs, k, out_scores, out_docs):
-    """Same as batch_search on the calling thread: no thread-pool launch for one query."""
-    acc = np.zeros(n_docs, dtype=np.float32)
-    touched = np.empty(n_docs, dtype=np.int64)
+def batch_search_serial(q_ptr, q_idx, q_val, post_ptr, post_docs, post_vals, n_docs, k, acc, touched, out_scores,
+                        out_docs):
+    """Same as batch_search on the calling thread: no thread-pool launch for one query.
+
+    ``acc`` (float32, all zero) and ``touched`` (int64) are n_docs long and
+    owned by the caller, reused across calls: allocating 12 bytes per
+    document for every query cost more than a short query's search.
+    ``acc`` is left all zero again.
+    """
     for qi in range(q_ptr.shape[0] - 1):
         a, b = q_ptr[qi], q_ptr[qi + 1]
         _search_one(q_idx[a:b], q_val[a:b], post_ptr, post_docs, post_vals, n_docs, k,

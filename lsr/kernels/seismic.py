@@ -427,7 +427,9 @@ def summaries_by_term(list_block_ptr, sum_ptr, sum_terms, sum_codes, vocab_size,
 # The index arrays travel as one tuple ``ix``:
 #   (list_block_ptr, block_ptr, block_docs, block_fwd, dir_ptr, dir_terms,
 #    dir_cnt, dir_off, ent_blk, ent_code, sum_min, sum_scale, fwd_idx,
-#    fwd_val, fwd_codes)
+#    fwd_val, fwd_codes, fwd_ptr, knn_nbrs)
+# ``knn_nbrs`` is the k-NN graph (kernels/knn.py), flat n_docs * width,
+# empty when the index has none; ``knn`` neighbours per result are scored.
 # ``block_fwd`` holds, per posting, where its document sits in the forward
 # index (start << 16 | length): no per-document table lookup (a cache miss on
 # large collections) before scoring. ``f16`` says the forward values are
@@ -438,9 +440,9 @@ def summaries_by_term(list_block_ptr, sum_ptr, sum_terms, sum_codes, vocab_size,
 
 
 @njit(cache=True)
-def _search_one(q_idx, q_val, k, query_cut, heap_factor, f16, pf, q, visited, stamp, ix, out_scores, out_docs):
+def _search_one(q_idx, q_val, k, query_cut, heap_factor, knn, f16, pf, q, visited, stamp, ix, out_scores, out_docs):
     (list_block_ptr, block_ptr, block_docs, block_fwd, dir_ptr, dir_terms, dir_cnt, dir_off, ent_blk, ent_code,
-     sum_min, sum_scale, fwd_idx, fwd_val, fwd_codes) = ix
+     sum_min, sum_scale, fwd_idx, fwd_val, fwd_codes, fwd_ptr, knn_nbrs) = ix
     n_terms = list_block_ptr.shape[0] - 1
     for j in range(q_idx.shape[0]):
         if q_idx[j] < n_terms:
@@ -547,6 +549,42 @@ def _search_one(q_idx, q_val, k, query_cut, heap_factor, f16, pf, q, visited, st
                 # inline admission test: most documents do not enter the heap
                 if s > 0.0 and (size < k or s > hs[0] or (s == hs[0] and d < hd[0])):
                     size = heap_push(hs, hd, size, k, s, d)
+    # k-NN refinement (CIKM 2024): score the graph neighbours of the
+    # documents found so far. Two passes: collect the unvisited neighbours
+    # (requesting their rows from memory), then score them, so the loads of
+    # one pass overlap instead of each stalling the dot product after it.
+    n_docs = fwd_ptr.shape[0] - 1
+    width = knn_nbrs.shape[0] // n_docs if n_docs > 0 else 0
+    m = min(knn, width)
+    if m > 0 and size > 0:
+        cand = np.empty(size * m, dtype=np.int64)
+        n_cand = 0
+        for si in range(size):
+            base = hd[si] * width
+            for j in range(m):
+                e = knn_nbrs[base + j]
+                if e < 0:
+                    break
+                if visited[e] == stamp:
+                    continue
+                visited[e] = stamp
+                cand[n_cand] = e
+                n_cand += 1
+                if pf:
+                    for r in range(fwd_ptr[e], fwd_ptr[e + 1], 32):
+                        prefetch(fwd_idx, r)
+                        if f16:
+                            prefetch(fwd_codes, r)
+                        else:
+                            prefetch(fwd_val, r)
+        for ci in range(n_cand):
+            d = cand[ci]
+            if f16:
+                s = sparse_dot(q, fwd_idx, fwd_codes, fwd_ptr[d], fwd_ptr[d + 1])
+            else:
+                s = sparse_dot(q, fwd_idx, fwd_val, fwd_ptr[d], fwd_ptr[d + 1])
+            if s > 0.0 and (size < k or s > hs[0] or (s == hs[0] and d < hd[0])):
+                size = heap_push(hs, hd, size, k, s, d)
     for j in range(q_idx.shape[0]):
         if q_idx[j] < n_terms:
             q[q_idx[j]] = 0.0
@@ -554,7 +592,7 @@ def _search_one(q_idx, q_val, k, query_cut, heap_factor, f16, pf, q, visited, st
 
 
 @njit(cache=True)
-def _search_range(lo, hi, step, q_ptr, q_idx, q_val, k, query_cut, heap_factor, f16, pf, n_docs, ix,
+def _search_range(lo, hi, step, q_ptr, q_idx, q_val, k, query_cut, heap_factor, knn, f16, pf, n_docs, ix,
                   out_scores, out_docs):
     q = np.zeros(ix[0].shape[0] - 1, dtype=np.float32)
     visited = np.zeros(n_docs, dtype=np.int32)
@@ -562,12 +600,12 @@ def _search_range(lo, hi, step, q_ptr, q_idx, q_val, k, query_cut, heap_factor, 
     for qi in range(lo, hi, step):
         stamp += 1
         a, b = q_ptr[qi], q_ptr[qi + 1]
-        _search_one(q_idx[a:b], q_val[a:b], k, query_cut, heap_factor, f16, pf, q, visited, stamp, ix,
+        _search_one(q_idx[a:b], q_val[a:b], k, query_cut, heap_factor, knn, f16, pf, q, visited, stamp, ix,
                     out_scores[qi], out_docs[qi])
 
 
 @njit(cache=True)
-def search_serial(q_ptr, q_idx, q_val, k, query_cut, heap_factor, f16, pf, ix, q, visited, stamp, out_scores,
+def search_serial(q_ptr, q_idx, q_val, k, query_cut, heap_factor, knn, f16, pf, ix, q, visited, stamp, out_scores,
                   out_docs):
     """Queries one after another on the calling thread, with caller-owned scratch.
 
@@ -582,16 +620,16 @@ def search_serial(q_ptr, q_idx, q_val, k, query_cut, heap_factor, f16, pf, ix, q
             stamp[0] = 0
         stamp[0] += 1
         a, b = q_ptr[qi], q_ptr[qi + 1]
-        _search_one(q_idx[a:b], q_val[a:b], k, query_cut, heap_factor, f16, pf, q, visited, stamp[0], ix,
+        _search_one(q_idx[a:b], q_val[a:b], k, query_cut, heap_factor, knn, f16, pf, q, visited, stamp[0], ix,
                     out_scores[qi], out_docs[qi])
 
 
 @njit(parallel=True, cache=True)
-def search_parallel(q_ptr, q_idx, q_val, k, query_cut, heap_factor, f16, pf, n_docs, ix, out_scores, out_docs):
+def search_parallel(q_ptr, q_idx, q_val, k, query_cut, heap_factor, knn, f16, pf, n_docs, ix, out_scores, out_docs):
     n_q = q_ptr.shape[0] - 1
     n_chunks = min(n_q, 64)
     for c in prange(n_chunks):
-        _search_range(c, n_q, n_chunks, q_ptr, q_idx, q_val, k, query_cut, heap_factor, f16, pf, n_docs, ix,
+        _search_range(c, n_q, n_chunks, q_ptr, q_idx, q_val, k, query_cut, heap_factor, knn, f16, pf, n_docs, ix,
                       out_scores, out_docs)
 
 

@@ -1,0 +1,109 @@
+"""Training recipes: one TOML file says what `lsr train` does.
+
+A recipe has these tables (see data/recipes/ for complete examples; every
+key has a default except ``model.base`` and ``data.train``):
+
+    name = "nfcorpus-splade-tiny-ensemble"
+    seed = 42
+    [model]     base (bundled name, folder or HF id), max_length (tokens)
+    [data]      train, dev (ir_datasets ids or BEIR folders; train_split /
+                dev_split pick a folder's qrels), max_examples,
+                positives_per_query, dev_max_queries
+    [mining]    model (index used to mine; default model.base), n_negatives,
+                depth, skip_top, sample
+    [teachers]  names (any of "dense:MODEL", "sparse:MODEL", "bm25"),
+                weights, normalisation ("minmax"|"zscore"), scale
+    [loss]      ranking ("kl"|"margin_mse"|"infonce"), temperature,
+                document_regularizer / query_regularizer ("flops"|
+                "idf_flops"|"l1"|"none"), document_weight, query_weight,
+                warmup_ratio (quadratic warm-up of both weights), idf
+                ("corpus": computed from the training corpus, or a path)
+    [schedule]  epochs, batch_size, learning_rate, warmup_ratio, eval_steps,
+                max_steps, save_total_limit
+Unknown keys are refused with the recipe's path and the key's name, so a
+typo never silently falls back to a default.
+"""
+from __future__ import annotations
+
+import copy
+import tomllib
+from pathlib import Path
+
+from ..errors import LsrError
+
+
+class RecipeError(LsrError):
+    """A recipe file is missing, malformed, or names an unknown key or value."""
+
+
+DEFAULTS = {
+    "name": "",
+    "seed": 42,
+    "model": {"base": None, "max_length": 256},
+    "data": {"train": None, "dev": None, "train_split": None, "dev_split": None, "max_examples": 2000,
+             "positives_per_query": 1, "dev_max_queries": None},
+    "mining": {"model": None, "n_negatives": 4, "depth": 30, "skip_top": 0, "sample": False},
+    "teachers": {"names": ["dense:minilm", "sparse:splade-tiny", "bm25"], "weights": None,
+                 "normalisation": "minmax", "scale": 20.0},
+    "loss": {"ranking": "kl", "temperature": 1.0, "document_regularizer": "flops", "query_regularizer": "flops",
+             "document_weight": 1e-3, "query_weight": 1e-3, "warmup_ratio": 0.33, "idf": "corpus"},
+    "schedule": {"epochs": 1, "batch_size": 16, "learning_rate": 2e-5, "warmup_ratio": 0.1, "eval_steps": 50,
+                 "max_steps": -1, "save_total_limit": 2},
+}
+CHOICES = {
+    ("loss", "ranking"): ("kl", "margin_mse", "infonce"),
+    ("loss", "document_regularizer"): ("flops", "idf_flops", "l1", "none"),
+    ("loss", "query_regularizer"): ("flops", "idf_flops", "l1", "none"),
+    ("teachers", "normalisation"): ("minmax", "zscore", "none"),
+}
+
+
+def load_recipe(path) -> dict:
+    """Read and validate a recipe; returns the full settings with defaults filled in."""
+    path = Path(path)
+    if not path.exists():
+        alt = Path(__file__).resolve().parents[2] / "data" / "recipes" / f"{path.name.removesuffix('.toml')}.toml"
+        if alt.exists():  # a bare name: the recipes shipped in data/recipes
+            path = alt
+        else:
+            raise RecipeError(f"recipe {path} does not exist")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise RecipeError(f"{path}: not valid TOML ({e})") from None
+    return validate(raw, str(path))
+
+
+def validate(raw: dict, where: str = "recipe") -> dict:
+    out = copy.deepcopy(DEFAULTS)
+    for key, value in raw.items():
+        if key not in DEFAULTS:
+            raise RecipeError(f"{where}: unknown key {key!r} (known: {', '.join(DEFAULTS)})")
+        if isinstance(DEFAULTS[key], dict):
+            if not isinstance(value, dict):
+                raise RecipeError(f"{where}: [{key}] must be a table")
+            for sub, v in value.items():
+                if sub not in DEFAULTS[key]:
+                    raise RecipeError(f"{where}: unknown key {key}.{sub} (known: {', '.join(DEFAULTS[key])})")
+                out[key][sub] = v
+        else:
+            out[key] = value
+    for (table, key), allowed in CHOICES.items():
+        if out[table][key] not in allowed:
+            raise RecipeError(f"{where}: {table}.{key} = {out[table][key]!r}; choose from {', '.join(allowed)}")
+    if not out["model"]["base"]:
+        raise RecipeError(f"{where}: model.base is required (e.g. \"splade-tiny\")")
+    if not out["data"]["train"]:
+        raise RecipeError(f"{where}: data.train is required (e.g. \"beir/nfcorpus/train\")")
+    t = out["teachers"]
+    if t["weights"] is not None and len(t["weights"]) != len(t["names"]):
+        raise RecipeError(f"{where}: teachers.weights has {len(t['weights'])} entries for {len(t['names'])} teachers")
+    for name in t["names"]:
+        if not (name == "bm25" or name.startswith("dense:") or name.startswith("sparse:")):
+            raise RecipeError(f"{where}: teacher {name!r}: use \"bm25\", \"dense:MODEL\" or \"sparse:MODEL\"")
+    if out["loss"]["ranking"] != "infonce" and not t["names"]:
+        raise RecipeError(f"{where}: loss.ranking = {out['loss']['ranking']!r} distils from teachers; "
+                          "list at least one in teachers.names (or use \"infonce\")")
+    if out["mining"]["model"] is None:
+        out["mining"]["model"] = out["model"]["base"]
+    return out

@@ -1,0 +1,227 @@
+"""`lsr train RECIPE`: mine, score with teachers, distil, select on dev, save.
+
+Every stage writes into the output folder and is skipped when its result
+is already there, so rerunning the same command after an interruption
+resumes: the mining index (encoding resumes too), ``examples.parquet``, the
+teacher score cache (``teachers/``), and the trainer's checkpoints
+(``checkpoints/``, resumed with the optimizer state). The model is trained
+with sentence-transformers' ``SparseEncoderTrainer``: ``SpladeLoss``
+(ranking loss + query/document regularisers from :mod:`.losses`, their
+weights warmed up quadratically by ST's scheduler callback). Every
+``eval_steps`` the dev split is encoded, indexed with lsr's exact index and
+scored (nDCG@10); the best checkpoint is kept and saved to ``model/`` in
+sentence-transformers format, loadable by ``lsr index --model DIR``.
+"""
+from __future__ import annotations
+
+import json
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
+
+from ..errors import DataError
+from .recipe import load_recipe
+
+
+class DevEvaluator(BaseEvaluator):
+    """nDCG@10 on a dev split through lsr's own exact index (an ST evaluator)."""
+
+    def __init__(self, dataset, max_length: int, max_queries: int | None = None, name: str = "dev"):
+        super().__init__()
+        self.primary_metric = f"{name}_ndcg@10"
+        self.name = name
+        self.max_length = max_length
+        qrels = dataset.qrels()
+        self.queries = [q for q in dataset.queries() if q.query_id in qrels][:max_queries]
+        self.qrels = {q.query_id: qrels[q.query_id] for q in self.queries}
+        self.docs = list(dataset.docs())
+        self.history: list[dict] = []
+
+    def __call__(self, model, output_path=None, epoch=-1, steps=-1) -> dict:
+        scores = evaluate_model(model, self.docs, self.queries, self.qrels, self.max_length)
+        out = {f"{self.name}_ndcg@10": scores["nDCG@10"], f"{self.name}_doc_nnz": scores["doc_nnz"],
+               f"{self.name}_query_nnz": scores["query_nnz"]}
+        self.history.append({"epoch": epoch, "steps": steps, **out})
+        return out
+
+    def store_metrics_in_model_card_data(self, *args, **kwargs):
+        pass  # the summary.json of the run records them
+
+
+def evaluate_model(model, docs, queries, qrels, max_length: int = 256, k: int = 10) -> dict:
+    """Encode docs and queries with an ST SparseEncoder, search exactly with lsr, score nDCG@10."""
+    from ..encoders.splade import SpladeEncoder
+    from ..eval import evaluate, parse_metrics, run_from_results
+    from ..index import ExactIndex
+    was_training = model.training
+    enc = SpladeEncoder(model, "training", max_length=max_length, batch_size=32)
+    try:
+        dvec = enc.encode_documents([d.full_text for d in docs])
+        qvec = enc.encode_queries([q.text for q in queries])
+    finally:
+        model.train(was_training)
+    index = ExactIndex.build(dvec, [d.doc_id for d in docs])
+    ids, scores = index.batch_search(qvec, k + 1)
+    run = run_from_results([q.query_id for q in queries], ids, scores, drop_self=True)
+    result = evaluate(run, qrels, parse_metrics(["nDCG@10"]))
+    return {"nDCG@10": float(result["nDCG@10"]), "doc_nnz": dvec.nnz / max(1, len(dvec)),
+            "query_nnz": qvec.nnz / max(1, len(qvec))}
+
+
+def _teacher(name: str, doc_ids, texts, max_length):
+    from .teachers import BM25Teacher, DenseTeacher, SparseTeacher
+    if name == "bm25":
+        return BM25Teacher(doc_ids, texts)
+    kind, model = name.split(":", 1)
+    return DenseTeacher(model) if kind == "dense" else SparseTeacher(model, max_length=max_length)
+
+
+def train(recipe_path, output, progress: bool = True, max_steps: int | None = None) -> dict:
+    """Run a recipe into ``output``; returns a summary (also written to ``output/summary.json``)."""
+    import torch
+
+    from ..data import load_dataset
+    from ..pipeline import Searcher, build_index
+    from .mining import mine_hard_negatives, read_examples, write_examples
+    from .teachers import TeacherCache, ensemble
+
+    r = load_recipe(recipe_path)
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "recipe.json").write_text(json.dumps(r, indent=2))
+    seed = int(r["seed"])
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    timings = {}
+    t0 = time.time()
+
+    train_ds = load_dataset(r["data"]["train"], split=r["data"]["train_split"])
+    docs = list(train_ds.docs())
+    text_of = {d.doc_id: d.full_text for d in docs}
+
+    # 1. hard negatives, mined with lsr's own index of the corpus
+    examples_path = out / "examples.parquet"
+    if not examples_path.exists():
+        index_dir = out / "mining-index"
+        if not (index_dir / "manifest.json").exists():
+            build_index(train_ds, r["mining"]["model"], index_dir, index_type="exact", overwrite=True,
+                        progress=progress, keep_vectors=False)
+        m = r["mining"]
+        rows = mine_hard_negatives(Searcher(index_dir), train_ds, n_negatives=m["n_negatives"], depth=m["depth"],
+                                   skip_top=m["skip_top"], sample=m["sample"], seed=seed, progress=progress)
+        rng = random.Random(seed)
+        by_query: dict[str, list[dict]] = {}
+        for row in rows:
+            by_query.setdefault(row["query_id"], []).append(row)
+        rows = [x for q in by_query.values() for x in rng.sample(q, min(len(q), r["data"]["positives_per_query"]))]
+        rng.shuffle(rows)
+        rows = rows[: r["data"]["max_examples"]]
+        write_examples(rows, examples_path)
+    examples = read_examples(examples_path)
+    if not examples:
+        raise DataError(f"{examples_path}: no training examples were mined")
+    timings["mining_s"] = time.time() - t0
+
+    # 2. teacher scores over each example's candidates [positive] + negatives, cached
+    t1 = time.time()
+    cands = [[e["positive"], *e["negatives"]] for e in examples]
+    qids = [f"{e['query_id']}\t{e['positive']}" for e in examples]  # one row per example
+    labels = None
+    t = r["teachers"]
+    if t["names"]:
+        cache = TeacherCache(out / "teachers")
+        per_teacher = {}
+        for name in t["names"]:
+            if len(cache.done(name)) < len(set(qids)):
+                teacher = _teacher(name, [d.doc_id for d in docs], [d.full_text for d in docs],
+                                   r["model"]["max_length"])
+                cache.compute(teacher, qids, [e["query"] for e in examples], cands, text_of.__getitem__,
+                              progress=progress)
+            per_teacher[name] = cache.load(name, qids, cands)
+        weights = dict(zip(t["names"], t["weights"])) if t["weights"] else None
+        labels = ensemble(per_teacher, weights, method=t["normalisation"], scale=float(t["scale"]))
+    timings["teachers_s"] = time.time() - t1
+
+    # 3. the student, its loss and the trainer
+    from datasets import Dataset
+    from sentence_transformers.sparse_encoder import SparseEncoderTrainer, SparseEncoderTrainingArguments
+    from sentence_transformers.sparse_encoder.losses import (SparseDistillKLDivLoss, SparseMarginMSELoss,
+                                                             SparseMultipleNegativesRankingLoss, SpladeLoss)
+
+    from ..encoders.registry import resolve_model
+    from ..encoders.splade import load_sparse_encoder
+    from .idf import idf_from_texts, load_idf
+    from .losses import REGULARIZERS
+
+    model = load_sparse_encoder(resolve_model(r["model"]["base"]).path, r["model"]["max_length"], "cpu")
+    n_neg = len(examples[0]["negatives"])
+    columns = {"query": [e["query"] for e in examples], "positive": [text_of[e["positive"]] for e in examples]}
+    for j in range(n_neg):
+        columns[f"negative_{j + 1}"] = [text_of[e["negatives"][j]] for e in examples]
+    L = r["loss"]
+    if L["ranking"] != "infonce":
+        columns["label"] = [list(map(float, row)) for row in labels]
+    dataset = Dataset.from_dict(columns)
+
+    idf = None
+    if "idf_flops" in (L["document_regularizer"], L["query_regularizer"]):
+        idf_path = out / "idf.npy"
+        if L["idf"] == "corpus":
+            if not idf_path.exists():
+                np.save(idf_path, idf_from_texts([d.full_text for d in docs], model.tokenizer, progress=progress))
+            idf = np.load(idf_path)
+        else:
+            idf = load_idf(L["idf"], tokens=model.tokenizer.convert_ids_to_tokens(list(range(len(model.tokenizer)))))
+
+    def regularizer(kind):
+        if kind == "none":
+            return None
+        cls = REGULARIZERS[kind]
+        return cls(model, idf) if kind == "idf_flops" else cls(model)
+
+    if L["ranking"] == "kl":
+        base = SparseDistillKLDivLoss(model, temperature=float(L["temperature"]))
+    elif L["ranking"] == "margin_mse":
+        base = SparseMarginMSELoss(model)
+    else:
+        base = SparseMultipleNegativesRankingLoss(model)
+    doc_reg, query_reg = regularizer(L["document_regularizer"]), regularizer(L["query_regularizer"])
+    loss = SpladeLoss(model, base, document_regularizer_weight=float(L["document_weight"]) if doc_reg else 0.0,
+                      query_regularizer_weight=float(L["query_weight"]) if query_reg else None,
+                      **({"document_regularizer": doc_reg} if doc_reg else {}),
+                      **({"query_regularizer": query_reg} if query_reg else {}))
+
+    evaluator = None
+    if r["data"]["dev"]:
+        evaluator = DevEvaluator(load_dataset(r["data"]["dev"], split=r["data"]["dev_split"]), r["model"]["max_length"],
+                                 r["data"]["dev_max_queries"])
+    S = r["schedule"]
+    args = SparseEncoderTrainingArguments(
+        output_dir=str(out / "checkpoints"), num_train_epochs=S["epochs"], per_device_train_batch_size=S["batch_size"],
+        learning_rate=S["learning_rate"], warmup_ratio=S["warmup_ratio"], seed=seed, data_seed=seed,
+        max_steps=max_steps if max_steps is not None else S["max_steps"],
+        eval_strategy="steps" if evaluator else "no", eval_steps=S["eval_steps"], save_strategy="steps",
+        save_steps=S["eval_steps"], save_total_limit=S["save_total_limit"], logging_steps=max(1, S["eval_steps"] // 5),
+        load_best_model_at_end=evaluator is not None, metric_for_best_model="dev_ndcg@10" if evaluator else None,
+        greater_is_better=True, report_to="none", disable_tqdm=not progress, use_cpu=not torch.cuda.is_available(),
+        dataloader_drop_last=True)
+    from sentence_transformers.sparse_encoder.callbacks import SpladeRegularizerWeightSchedulerCallback
+    trainer = SparseEncoderTrainer(model=model, args=args, train_dataset=dataset, loss=loss, evaluator=evaluator,
+                                   callbacks=[SpladeRegularizerWeightSchedulerCallback(
+                                       loss, warmup_ratio=float(L["warmup_ratio"]))])
+    ckpts = sorted((out / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    t2 = time.time()
+    before = evaluator(model) if evaluator else None
+    trainer.train(resume_from_checkpoint=str(ckpts[-1]) if ckpts else None)
+    timings["train_s"] = time.time() - t2
+    model.save(str(out / "model"))
+    summary = {"recipe": r["name"], "examples": len(examples), "negatives": n_neg, "steps": trainer.state.global_step,
+               "dev_before": before, "dev_history": evaluator.history if evaluator else [],
+               "best_checkpoint": trainer.state.best_model_checkpoint, "timings": timings,
+               "model": str(out / "model")}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
+    return summary
