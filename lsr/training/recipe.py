@@ -12,7 +12,8 @@ key has a default except ``model.base`` and ``data.train``):
     [mining]    model (index used to mine; default model.base), n_negatives,
                 depth, skip_top, sample
     [teachers]  names (any of "dense:MODEL", "sparse:MODEL", "bm25"),
-                weights, normalisation ("minmax"|"zscore"), scale
+                weights, normalisation ("minmax"|"zscore"), scale, max_length
+                (tokens the teachers read; independent of the student's)
     [loss]      ranking ("kl"|"margin_mse"|"infonce"), temperature,
                 document_regularizer / query_regularizer ("flops"|
                 "idf_flops"|"l1"|"none"), document_weight, query_weight,
@@ -44,7 +45,7 @@ DEFAULTS = {
              "positives_per_query": 1, "dev_max_queries": None},
     "mining": {"model": None, "n_negatives": 4, "depth": 30, "skip_top": 0, "sample": False},
     "teachers": {"names": ["dense:minilm", "sparse:splade-tiny", "bm25"], "weights": None,
-                 "normalisation": "minmax", "scale": 20.0},
+                 "normalisation": "minmax", "scale": 20.0, "max_length": 256},
     "loss": {"ranking": "kl", "temperature": 1.0, "document_regularizer": "flops", "query_regularizer": "flops",
              "document_weight": 1e-3, "query_weight": 1e-3, "warmup_ratio": 0.33, "idf": "corpus"},
     "schedule": {"epochs": 1, "batch_size": 16, "learning_rate": 2e-5, "warmup_ratio": 0.1, "eval_steps": 50,

@@ -137,8 +137,7 @@ def train(recipe_path, output, progress: bool = True, max_steps: int | None = No
         per_teacher = {}
         for name in t["names"]:
             if len(cache.done(name)) < len(set(qids)):
-                teacher = _teacher(name, [d.doc_id for d in docs], [d.full_text for d in docs],
-                                   r["model"]["max_length"])
+                teacher = _teacher(name, [d.doc_id for d in docs], [d.full_text for d in docs], t["max_length"])
                 cache.compute(teacher, qids, [e["query"] for e in examples], cands, text_of.__getitem__,
                               progress=progress)
             per_teacher[name] = cache.load(name, qids, cands)
@@ -202,7 +201,8 @@ def train(recipe_path, output, progress: bool = True, max_steps: int | None = No
     S = r["schedule"]
     args = SparseEncoderTrainingArguments(
         output_dir=str(out / "checkpoints"), num_train_epochs=S["epochs"], per_device_train_batch_size=S["batch_size"],
-        learning_rate=S["learning_rate"], warmup_ratio=S["warmup_ratio"], seed=seed, data_seed=seed,
+        learning_rate=S["learning_rate"], warmup_steps=float(S["warmup_ratio"]),  # < 1: a ratio
+        seed=seed, data_seed=seed,
         max_steps=max_steps if max_steps is not None else S["max_steps"],
         eval_strategy="steps" if evaluator else "no", eval_steps=S["eval_steps"], save_strategy="steps",
         save_steps=S["eval_steps"], save_total_limit=S["save_total_limit"], logging_steps=max(1, S["eval_steps"] // 5),
