@@ -341,3 +341,16 @@ def test_sparse_and_dense_teachers_score_each_candidate_once_and_consistently(st
     assert dense.shape == (2, 3) and np.isnan(dense[1, 2])
     assert dense[0, 0] > dense[0, 1] and dense[1, 0] > dense[1, 1]  # the on-topic document wins
     assert (np.abs(dense[~np.isnan(dense)]) <= 1 + 1e-5).all()  # cosine
+
+
+def test_mining_and_examples_errors_name_the_problem(tmp_path):
+    from lsr.data import load_dataset
+    from lsr.training.mining import read_examples
+    from lsr.training.mining import mine_hard_negatives
+    folder = _beir_fixture(tmp_path / "tiny")
+    (folder / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t0\n")
+    ds = load_dataset(folder, split="train")
+    with pytest.raises(DataError, match="no query has a relevant judgement to mine negatives for"):
+        mine_hard_negatives(None, ds)
+    with pytest.raises(DataError, match="training examples file .*missing.parquet does not exist"):
+        read_examples(tmp_path / "missing.parquet")

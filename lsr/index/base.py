@@ -6,6 +6,7 @@ and scores; everything else (atomic save, verified load, id mapping) is here.
 """
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -99,6 +100,25 @@ class BaseIndex:
 
     def _check_arrays(self, path: Path) -> None:
         """Subclasses verify array shapes against each other (corruption that keeps sizes)."""
+
+    def _scratch(self):
+        """This thread's search scratch, made by ``_new_scratch`` on first use and kept between calls.
+
+        Allocating a collection-sized buffer per query costs more than a short
+        query's search on a large collection; per thread, concurrent searches
+        never share one.
+        """
+        try:
+            local = self._local
+        except AttributeError:
+            local = self.__dict__.setdefault("_local", threading.local())
+        if not hasattr(local, "ready"):
+            self._new_scratch(local)
+            local.ready = True
+        return local
+
+    def _new_scratch(self, local) -> None:
+        """Subclasses put their per-thread buffers on ``local``."""
 
     # ---------------------------------------------------------------- search
     def check_queries(self, queries) -> SparseVectors:

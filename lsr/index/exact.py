@@ -5,7 +5,6 @@ is the correctness reference for approximate indexes. Pure numpy/numba.
 """
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -57,13 +56,7 @@ class ExactIndex(BaseIndex):
         else:
             run_kernel(None, batch_search, threads, len(q), *args, scores, docs)
 
-    def _scratch(self):
-        """This thread's accumulator and touched list, kept between calls (see batch_search_serial)."""
-        try:
-            local = self._local
-        except AttributeError:
-            local = self.__dict__.setdefault("_local", threading.local())
-        if not hasattr(local, "acc"):
-            local.acc = np.zeros(len(self), dtype=np.float32)
-            local.touched = np.empty(len(self), dtype=np.int64)
-        return local
+    def _new_scratch(self, local) -> None:
+        # accumulator (all zero between queries) and touched list (see kernels.exact.batch_search_serial)
+        local.acc = np.zeros(len(self), dtype=np.float32)
+        local.touched = np.empty(len(self), dtype=np.int64)

@@ -25,7 +25,6 @@ times the current k-th best score; documents are scored exactly, each once.
 from __future__ import annotations
 
 import math
-import threading
 import time
 from pathlib import Path
 
@@ -294,14 +293,8 @@ class SeismicIndex(BaseIndex):
         else:
             run_kernel(None, K.search_parallel, threads, len(q), *common, len(self), ix, scores, docs)
 
-    def _scratch(self):
-        """This thread's scratch (query vector, visited stamps, stamp counter), kept between calls."""
-        try:
-            local = self._local
-        except AttributeError:
-            local = self.__dict__.setdefault("_local", threading.local())
-        if not hasattr(local, "q"):
-            local.q = np.zeros(self.vocab.size, dtype=np.float32)
-            local.visited = np.zeros(len(self), dtype=np.int32)
-            local.stamp = np.zeros(1, dtype=np.int64)
-        return local
+    def _new_scratch(self, local) -> None:
+        # query vector, visited stamps, stamp counter (see kernels.seismic.search_serial)
+        local.q = np.zeros(self.vocab.size, dtype=np.float32)
+        local.visited = np.zeros(len(self), dtype=np.int32)
+        local.stamp = np.zeros(1, dtype=np.int64)

@@ -80,6 +80,11 @@ def ensemble(scores: dict[str, np.ndarray], weights: dict[str, float] | None = N
 
 
 # ------------------------------------------------------------------ teachers
+def _padded(candidates) -> np.ndarray:
+    """A (n_queries, longest list) float32 score matrix of NaN: NaN marks a slot past a shorter list."""
+    return np.full((len(candidates), max(map(len, candidates), default=0)), np.nan, dtype=np.float32)
+
+
 def _unique_docs(candidates) -> tuple[list[str], dict[str, int]]:
     """The distinct candidate ids of a chunk (each encoded once) and each one's row."""
     row: dict[str, int] = {}
@@ -116,7 +121,7 @@ class DenseTeacher(Teacher):
         unique, row = _unique_docs(candidates)
         d = self.model.encode([doc_text(c) for c in unique], batch_size=self.batch_size, normalize_embeddings=True,
                               convert_to_numpy=True) if unique else np.zeros((0, q.shape[1]), np.float32)
-        out = np.full((len(queries), max(map(len, candidates), default=0)), np.nan, dtype=np.float32)
+        out = _padded(candidates)
         for i, cands in enumerate(candidates):
             if cands:
                 out[i, :len(cands)] = d[[row[c] for c in cands]] @ q[i]
@@ -135,7 +140,7 @@ class SparseTeacher(Teacher):
         q = self.encoder.encode_queries(list(queries)).to_scipy()
         unique, row = _unique_docs(candidates)
         d = self.encoder.encode_documents([doc_text(c) for c in unique]).to_scipy() if unique else None
-        out = np.full((len(queries), max(map(len, candidates), default=0)), np.nan, dtype=np.float32)
+        out = _padded(candidates)
         for i, cands in enumerate(candidates):
             if cands:
                 out[i, :len(cands)] = (d[[row[c] for c in cands]] @ q[i].T).toarray().ravel()
@@ -163,7 +168,7 @@ class BM25Teacher(Teacher):
                          show_progress=False)
 
     def score(self, queries, candidates, doc_text=None):
-        out = np.full((len(queries), max(map(len, candidates), default=0)), np.nan, dtype=np.float32)
+        out = _padded(candidates)
         tokens = self._bm25s.tokenize(list(queries), stopwords="en", stemmer=self.stemmer, return_ids=False,
                                       show_progress=False)
         for i, cands in enumerate(candidates):
@@ -248,7 +253,7 @@ class TeacherCache:
             t = pq.read_table(f)
             lookup.update(zip(zip(t.column("query_id").to_pylist(), t.column("doc_id").to_pylist()),
                               t.column("score").to_pylist()))
-        out = np.full((len(query_ids), max(map(len, candidates), default=0)), np.nan, dtype=np.float32)
+        out = _padded(candidates)
         for i, (q, cands) in enumerate(zip(query_ids, candidates)):
             for j, c in enumerate(cands):
                 try:
