@@ -20,11 +20,25 @@ def test_regularisers_against_hand_computed_values():
     idf = torch.tensor([2.0, 1.0, 0.5])
     assert idf_flops(E, idf).item() == pytest.approx((2 / 2) ** 2 + 0 + (1 / 0.5) ** 2)
     assert l1(E).item() == pytest.approx((3 + 3) / 2)
-    assert IDFFlopsLoss(idf=idf).compute_loss_from_embeddings(E).item() == pytest.approx(5.0)
+    assert IDFFlopsLoss(idf=idf, idf_floor=0.1).compute_loss_from_embeddings(E).item() == pytest.approx(5.0)
+    # the default floor 1.0: idf 0.5 counts as 1, so no token pays more than plain FLOPS
+    assert IDFFlopsLoss(idf=idf).compute_loss_from_embeddings(E).item() == pytest.approx((2 / 2) ** 2 + 0 + 1 ** 2)
     # threshold: only representations with more than 1 non-zero count (row 0)
     assert L1Loss(threshold=1).compute_loss_from_embeddings(E).item() == pytest.approx(3 / 2)
-    assert IDFFlopsLoss(idf=idf, threshold=1).compute_loss_from_embeddings(E).item() == pytest.approx(
+    assert IDFFlopsLoss(idf=idf, threshold=1, idf_floor=0.1).compute_loss_from_embeddings(E).item() == pytest.approx(
         (0.5 / 2) ** 2 + (1 / 0.5) ** 2)
+
+
+def test_idf_flops_with_the_default_floor_never_exceeds_flops():
+    """A token in nearly every document of a small corpus has idf ~0.003; the floor keeps its penalty at FLOPS'."""
+    torch.manual_seed(0)
+    emb = torch.rand(8, 50)
+    idf = torch.cat([torch.tensor([0.0026, 0.0007]), torch.rand(48) * 9])
+    capped = IDFFlopsLoss(idf=idf).compute_loss_from_embeddings(emb)
+    assert capped.item() <= flops(emb).item()
+    assert idf_flops(emb, idf).item() > 1e4 * flops(emb).item()  # what the floor prevents
+    with pytest.raises(ValueError, match="idf_floor must be a positive number"):
+        IDFFlopsLoss(idf=idf, idf_floor=0)
 
 
 def test_idf_flops_penalises_frequent_tokens_more():
@@ -319,6 +333,69 @@ eval_steps = 1
     assert json.loads((out / "summary.json").read_text())["steps"] == 2
 
 
+def test_lsr_train_inference_free_student_learns_its_query_table_and_round_trips(tmp_path, student):
+    """model.kind = "inference_free": documents through the MLM encoder, queries through a token-weight
+    table started from the corpus idf; one step moves both sides; the saved model loads through lsr."""
+    import torch
+    from typer.testing import CliRunner
+
+    from lsr.cli.app import app
+    from lsr.encoders import load_encoder
+    from lsr.encoders.splade import load_sparse_encoder
+    data = _beir_fixture(tmp_path / "tiny")
+    recipe = tmp_path / "if.toml"
+    recipe.write_text(f'''name = "tiny-inference-free"
+[model]
+base = "splade-tiny"
+max_length = 32
+kind = "inference_free"
+query_weights = "learned"
+query_weights_lr = 0.1
+[data]
+train = "{data}"
+train_split = "train"
+[mining]
+n_negatives = 1
+depth = 4
+[teachers]
+names = ["bm25"]
+[loss]
+document_regularizer = "idf_flops"
+query_regularizer = "none"
+[schedule]
+batch_size = 2
+learning_rate = 1e-3
+warmup_ratio = 0.0
+''')
+    out = tmp_path / "run"
+    res = CliRunner().invoke(app, ["train", str(recipe), "-o", str(out), "--max-steps", "1", "-q"])
+    assert res.exit_code == 0, res.output
+    idf = np.load(out / "idf.npy")
+    enc = load_encoder(str(out / "model"), max_length=32)
+    assert enc.inference_free
+    query = "vitamin d and bones"
+    from lsr.training.students import document_tokenizer
+    ids = sorted(set(document_tokenizer(enc.model)(query, add_special_tokens=False)["input_ids"]))
+    q = enc.encode_queries([query]).to_scipy().toarray()[0]
+    assert set(np.flatnonzero(q)) <= set(ids)  # a query holds only its own tokens: no expansion, no model
+    table = dict(enc.model.named_parameters())
+    weight = next(v for k, v in table.items() if k.endswith("weight") and v.ndim == 1 and v.shape[0] == len(idf))
+    np.testing.assert_allclose(q[ids], weight.detach().numpy()[ids], rtol=1e-5)
+    assert not np.allclose(weight.detach().numpy(), idf)  # the table was trained away from its idf start
+    # the document side moved too, and documents still expand beyond their tokens
+    from lsr.encoders.registry import resolve_model
+    base = load_sparse_encoder(resolve_model("splade-tiny").path, 32)
+    doc = "vitamin d deficiency and bone fractures"
+    before = base.encode([doc], convert_to_tensor=True).to_dense()[0].numpy()
+    d = enc.encode_documents([doc]).to_scipy().toarray()[0]
+    assert not np.allclose(d, before, atol=1e-6)
+    with torch.no_grad():
+        ref = enc.model.encode_document([doc], convert_to_tensor=True).to_dense()[0].numpy()
+    np.testing.assert_allclose(d, ref, atol=1e-4)  # lsr's fast document path = ST's document route
+    again = load_encoder(str(out / "model"), max_length=32)
+    assert np.array_equal(again.encode_queries([query]).to_scipy().toarray()[0], q)
+
+
 def test_sparse_and_dense_teachers_score_each_candidate_once_and_consistently(student):
     from lsr.encoders import load_encoder
     from lsr.training import DenseTeacher, SparseTeacher
@@ -334,6 +411,14 @@ def test_sparse_and_dense_teachers_score_each_candidate_once_and_consistently(st
     np.testing.assert_allclose(sparse[0], direct[0], rtol=1e-5)
     np.testing.assert_allclose(sparse[1, :2], direct[1, [1, 0]], rtol=1e-5)
     assert np.isnan(sparse[1, 2])  # a shorter candidate list is padded with NaN
+    # chunk by chunk (as TeacherCache calls it): same scores, each document encoded once over all chunks
+    teacher, encoded = SparseTeacher("splade-tiny", max_length=32), []
+    encode = teacher._encode
+    teacher._encode = lambda texts: (encoded.extend(texts), encode(texts))[1]
+    first, second = teacher.score(queries[:1], cands[:1], text), teacher.score(queries[1:], cands[1:], text)
+    np.testing.assert_allclose(first[0], sparse[0], rtol=1e-5)
+    np.testing.assert_allclose(second[0, :2], sparse[1, :2], rtol=1e-5)
+    assert sorted(encoded) == sorted(text(c) for c in "abc")
     try:
         dense = DenseTeacher("minilm").score(queries, cands, text)
     except Exception as e:
@@ -354,3 +439,34 @@ def test_mining_and_examples_errors_name_the_problem(tmp_path):
         mine_hard_negatives(None, ds)
     with pytest.raises(DataError, match="training examples file .*missing.parquet does not exist"):
         read_examples(tmp_path / "missing.parquet")
+
+
+def test_pick_positives_best_takes_highest_judgement_then_best_rank():
+    import random
+
+    from lsr.training.trainer import pick_positives
+    rows = [{"positive": "a", "positive_grade": 1, "positive_rank": 0},
+            {"positive": "b", "positive_grade": 2, "positive_rank": -1},   # not retrieved, but judged higher
+            {"positive": "c", "positive_grade": 2, "positive_rank": 7},
+            {"positive": "d", "positive_grade": 1, "positive_rank": -1}]
+    assert [r["positive"] for r in pick_positives(rows, 2, "best", random.Random(0))] == ["c", "b"]
+    assert [r["positive"] for r in pick_positives(rows, 10, "best", random.Random(0))] == ["c", "b", "a", "d"]
+    picked = pick_positives(rows, 2, "random", random.Random(0))
+    assert len(picked) == 2 and len({r["positive"] for r in picked}) == 2
+
+
+def test_mining_records_each_positives_judgement_and_rank(tmp_path):
+    from lsr.data import load_dataset
+    from lsr.training.mining import mine_hard_negatives
+    folder = _beir_fixture(tmp_path / "tiny")
+    (folder / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td2\t2\nq1\td5\t1\n")
+    ds = load_dataset(folder, split="train")
+
+    class Ranked:  # a searcher whose ranking is fixed: d1 d2 d3 d4 (d5 not retrieved)
+        def batch_search(self, texts, k):
+            return np.array([["d1", "d2", "d3", "d4"][:k]] * len(texts)), None
+
+    rows = {r["positive"]: r for r in mine_hard_negatives(Ranked(), ds, n_negatives=2, depth=4)}
+    assert rows["d2"]["positive_grade"] == 2 and rows["d2"]["positive_rank"] == 1
+    assert rows["d5"]["positive_grade"] == 1 and rows["d5"]["positive_rank"] == -1
+    assert rows["d2"]["negatives"] == ["d1", "d3"] and rows["d2"]["negative_ranks"] == [0, 2]

@@ -17,6 +17,11 @@ the work ST spends on a ``batch x seq_len x vocab`` tensor:
 On this repo's 2-core CPU that is about 4x ST's ``encode_document`` with the
 same vectors (bench/encode_throughput.py). Any other module stack (sum
 pooling, extra modules) falls back to ST's own ``encode``.
+
+An inference-free model (ST ``Router`` with a "query" route, e.g. a
+token-weight table, and a "document" route, from ``lsr train`` with
+``model.kind = "inference_free"``) encodes documents with the document
+route (fast path included) and queries with ST's ``encode_query``.
 """
 from __future__ import annotations
 
@@ -40,7 +45,8 @@ class SpladeEncoder:
         self.batch_size = int(batch_size)
         self.model.max_seq_length = self.max_length
         self.model.eval()
-        self.vocab = Vocabulary.from_tokenizer(self.model.tokenizer)
+        self.inference_free = is_inference_free(model)
+        self.vocab = Vocabulary.from_tokenizer(self._modules("document")[0].tokenizer)
         self._head_lock = threading.Lock()
         self._fast = self._fast_parts()
 
@@ -58,15 +64,23 @@ class SpladeEncoder:
     # -------------------------------------------------------------- encoding
     def token_length(self, text: str) -> int:
         """Tokens ``text`` has before truncation (special tokens included)."""
-        return len(self.model.tokenizer(text, add_special_tokens=True)["input_ids"])
+        return len(self._modules("document")[0].tokenizer(text, add_special_tokens=True)["input_ids"])
+
+    def _modules(self, side: str) -> list:
+        """The module stack that encodes ``side`` ("query" or "document")."""
+        mods = list(self.model)
+        return list(mods[0].sub_modules[side]) if self.inference_free else mods
 
     def encode_documents(self, texts: Sequence[str], **kw) -> SparseVectors:
         return self.encode(texts, **kw)
 
-    def encode_queries(self, texts: Sequence[str], **kw) -> SparseVectors:
-        # splade-style siamese models share one encoder; kept separate so
-        # asymmetric encoders can override one side.
-        return self.encode(texts, **kw)
+    def encode_queries(self, texts: Sequence[str], batch_size: int | None = None, progress=None) -> SparseVectors:
+        if self.inference_free:
+            texts = list(texts)
+            if not texts:
+                return SparseVectors(np.zeros(1, np.int64), [], [], self.vocab)
+            return self._encode_st(texts, batch_size, progress, task="query")
+        return self.encode(texts, batch_size=batch_size, progress=progress)
 
     def encode(self, texts: Sequence[str], batch_size: int | None = None, progress=None) -> SparseVectors:
         """Encode texts to SPLADE vectors, in input order.
@@ -81,11 +95,12 @@ class SpladeEncoder:
             return self._encode_st(texts, batch_size, progress)
         return self._encode_fast(texts, batch_size or self.batch_size, progress)
 
-    def _encode_st(self, texts, batch_size, progress) -> SparseVectors:
+    def _encode_st(self, texts, batch_size, progress, task: str = "document") -> SparseVectors:
         out = []
         bs = batch_size or self.batch_size
+        encode = self.model.encode_query if task == "query" else self.model.encode_document
         for start in range(0, len(texts), bs):
-            emb = self.model.encode(texts[start:start + bs], batch_size=bs, convert_to_sparse_tensor=True)
+            emb = encode(texts[start:start + bs], batch_size=bs, convert_to_sparse_tensor=True)
             out.append(SparseVectors.from_torch(emb, self.vocab))
             if progress:
                 progress(len(texts[start:start + bs]))
@@ -96,7 +111,7 @@ class SpladeEncoder:
         """The pieces the fast path needs, or None if the stack is not plain max-pooled SPLADE."""
         import torch
         from sentence_transformers.sparse_encoder.modules import SpladePooling, Transformer
-        mods = list(self.model)
+        mods = self._modules("document")
         if len(mods) != 2 or not isinstance(mods[0], Transformer) or not isinstance(mods[1], SpladePooling):
             return None
         if getattr(mods[0], "transformer_task", "fill-mask") != "fill-mask" or mods[1].pooling_strategy != "max":
@@ -174,6 +189,13 @@ def _rows_to_csr(rows, n: int, vocab: Vocabulary) -> SparseVectors:
     inverse = np.empty(n, dtype=np.int64)
     inverse[order] = np.arange(n)
     return SparseVectors.from_scipy(stacked[inverse], vocab)
+
+
+def is_inference_free(model) -> bool:
+    """Whether a loaded ST SparseEncoder is a Router with "query" and "document" routes."""
+    from sentence_transformers.base.modules.router import Router
+    mods = list(model)
+    return len(mods) == 1 and isinstance(mods[0], Router) and {"query", "document"} <= set(mods[0].sub_modules)
 
 
 def load_sparse_encoder(path, max_length: int = 256, device: str | None = None):

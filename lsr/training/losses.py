@@ -22,7 +22,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-IDF_FLOOR = 1e-3  # idf can be ~0 for a token in every document; 1/idf must stay finite
+IDF_EPS = 1e-3  # idf can be ~0 for a token in every document; 1/idf must stay finite
+# The default floor of IDFFlopsLoss: no token is penalised more than plain
+# FLOPS would penalise it. Without it, a small corpus gives the few tokens in
+# nearly every document ("and", "." on nfcorpus: idf < 0.003) penalties of
+# 1/idf^2 > 10^5, and at initialisation the regulariser outweighs the ranking
+# loss by four orders of magnitude (docs/training.md, "IDF floor").
+DEFAULT_IDF_FLOOR = 1.0
 
 
 def flops(embeddings: Tensor) -> Tensor:
@@ -30,9 +36,9 @@ def flops(embeddings: Tensor) -> Tensor:
     return torch.sum(torch.mean(torch.abs(embeddings), dim=0) ** 2)
 
 
-def idf_flops(embeddings: Tensor, idf: Tensor) -> Tensor:
-    """IDF-aware FLOPS: sum_j (mean_i |w_ij| / idf_j)^2, idf clamped below at IDF_FLOOR."""
-    return torch.sum((torch.mean(torch.abs(embeddings), dim=0) / idf.clamp_min(IDF_FLOOR)) ** 2)
+def idf_flops(embeddings: Tensor, idf: Tensor, floor: float = IDF_EPS) -> Tensor:
+    """IDF-aware FLOPS: sum_j (mean_i |w_ij| / max(idf_j, floor))^2."""
+    return torch.sum((torch.mean(torch.abs(embeddings), dim=0) / idf.clamp_min(max(floor, IDF_EPS))) ** 2)
 
 
 def l1(embeddings: Tensor) -> Tensor:
@@ -70,10 +76,18 @@ class IDFFlopsLoss(_Regularizer):
     :mod:`lsr.training.idf` (computed from the training corpus, or loaded).
     Frequent tokens (low idf) are penalised more, rare ones less, so the
     sparsity pressure falls on the tokens that carry little ranking signal.
+    ``idf_floor``: idf values below it count as the floor, so the penalty of
+    one token is at most ``1 / idf_floor**2`` times plain FLOPS' (with the
+    default 1.0: never more than plain FLOPS; tokens in more than about 37%
+    of the documents all get exactly plain FLOPS, rarer ones less).
     """
 
-    def __init__(self, model=None, idf=None, threshold: int | None = None) -> None:
+    def __init__(self, model=None, idf=None, threshold: int | None = None,
+                 idf_floor: float = DEFAULT_IDF_FLOOR) -> None:
         super().__init__(model, threshold)
+        if not (idf_floor > 0 and np.isfinite(idf_floor)):
+            raise ValueError(f"idf_floor must be a positive number, not {idf_floor!r}")
+        self.idf_floor = float(idf_floor)
         if idf is None:
             raise ValueError("IDFFlopsLoss needs an idf vector (lsr.training.idf.idf_from_texts or load_idf)")
         idf = torch.as_tensor(np.asarray(idf, dtype=np.float32))
@@ -85,7 +99,10 @@ class IDFFlopsLoss(_Regularizer):
         if embeddings.shape[-1] != self.idf.shape[0]:
             raise ValueError(f"embeddings have {embeddings.shape[-1]} dimensions, the idf vector "
                              f"{self.idf.shape[0]}")
-        return idf_flops(self._masked(embeddings), self.idf.to(embeddings.device))
+        return idf_flops(self._masked(embeddings), self.idf.to(embeddings.device), self.idf_floor)
+
+    def get_config_dict(self) -> dict:
+        return {"threshold": self.threshold, "idf_floor": self.idf_floor}
 
 
 class L1Loss(_Regularizer):

@@ -4,7 +4,10 @@ For each judged query: search the index (any model lsr can index with, e.g.
 the starting checkpoint), drop every judged-relevant document, and keep the
 best-ranked remainder as hard negatives. Written as Parquet, one row per
 (query, positive) pair: ``query_id``, ``query``, ``positive`` (doc id),
-``negatives`` (doc ids, best first), ``negative_ranks``.
+``positive_grade`` (its judgement), ``positive_rank`` (its rank in the
+search, -1 when it is not in the top ``depth``), ``negatives`` (doc ids,
+best first), ``negative_ranks``. The trainer picks which positives of a
+query to train on from the grade and rank (recipe ``data.positives``).
 """
 from __future__ import annotations
 
@@ -46,8 +49,10 @@ def mine_hard_negatives(searcher, dataset, n_negatives: int = 8, depth: int = 50
             ranked = ranked[:n_negatives]
             if len(ranked) < n_negatives:
                 continue  # too few candidates: a short list would make a ragged batch
+            rank_of = {d: r for r, d in enumerate(hits) if d}
             for pos in sorted(d for d, r in judged.items() if r > 0):
                 rows.append({"query_id": q.query_id, "query": q.text, "positive": pos,
+                             "positive_grade": int(judged[pos]), "positive_rank": rank_of.get(pos, -1),
                              "negatives": [d for _, d in ranked], "negative_ranks": [r for r, _ in ranked]})
     return rows
 

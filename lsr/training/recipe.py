@@ -5,10 +5,16 @@ key has a default except ``model.base`` and ``data.train``):
 
     name = "nfcorpus-splade-tiny-ensemble"
     seed = 42
-    [model]     base (bundled name, folder or HF id), max_length (tokens)
+    [model]     base (bundled name, folder or HF id), max_length (tokens),
+                kind ("siamese" | "inference_free": documents through the
+                model, queries through a token-weight table started from
+                loss.idf), query_weights ("idf": frozen | "learned"),
+                query_weights_lr
     [data]      train, dev (ir_datasets ids or BEIR folders; train_split /
                 dev_split pick a folder's qrels), max_examples,
-                positives_per_query, dev_max_queries
+                positives_per_query, positives ("best": highest judgement,
+                then best rank in the mining search; "random"),
+                dev_max_queries
     [mining]    model (index used to mine; default model.base), n_negatives,
                 depth, skip_top, sample
     [teachers]  names (any of "dense:MODEL", "sparse:MODEL", "bm25"),
@@ -18,7 +24,9 @@ key has a default except ``model.base`` and ``data.train``):
                 document_regularizer / query_regularizer ("flops"|
                 "idf_flops"|"l1"|"none"), document_weight, query_weight,
                 warmup_ratio (quadratic warm-up of both weights), idf
-                ("corpus": computed from the training corpus, or a path)
+                ("corpus": computed from the training corpus, or a path),
+                idf_floor (idf_flops: idf below it counts as it; 1.0 = no
+                token penalised more than by plain FLOPS)
     [schedule]  epochs, batch_size, learning_rate, warmup_ratio, eval_steps,
                 max_steps, save_total_limit
 Unknown keys are refused with the recipe's path and the key's name, so a
@@ -40,14 +48,14 @@ class RecipeError(LsrError):
 DEFAULTS = {
     "name": "",
     "seed": 42,
-    "model": {"base": None, "max_length": 256},
+    "model": {"base": None, "max_length": 256, "kind": "siamese", "query_weights": "idf", "query_weights_lr": 1e-3},
     "data": {"train": None, "dev": None, "train_split": None, "dev_split": None, "max_examples": 2000,
-             "positives_per_query": 1, "dev_max_queries": None},
+             "positives_per_query": 1, "positives": "best", "dev_max_queries": None},
     "mining": {"model": None, "n_negatives": 4, "depth": 30, "skip_top": 0, "sample": False},
     "teachers": {"names": ["dense:minilm", "sparse:splade-tiny", "bm25"], "weights": None,
                  "normalisation": "minmax", "scale": 20.0, "max_length": 256},
     "loss": {"ranking": "kl", "temperature": 1.0, "document_regularizer": "flops", "query_regularizer": "flops",
-             "document_weight": 1e-3, "query_weight": 1e-3, "warmup_ratio": 0.33, "idf": "corpus"},
+             "document_weight": 1e-3, "query_weight": 1e-3, "warmup_ratio": 0.33, "idf": "corpus", "idf_floor": 1.0},
     "schedule": {"epochs": 1, "batch_size": 16, "learning_rate": 2e-5, "warmup_ratio": 0.1, "eval_steps": 50,
                  "max_steps": -1, "save_total_limit": 2},
 }
@@ -56,6 +64,9 @@ CHOICES = {
     ("loss", "document_regularizer"): ("flops", "idf_flops", "l1", "none"),
     ("loss", "query_regularizer"): ("flops", "idf_flops", "l1", "none"),
     ("teachers", "normalisation"): ("minmax", "zscore", "none"),
+    ("data", "positives"): ("best", "random"),
+    ("model", "kind"): ("siamese", "inference_free"),
+    ("model", "query_weights"): ("idf", "learned"),
 }
 
 

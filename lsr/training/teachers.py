@@ -94,6 +94,26 @@ def _unique_docs(candidates) -> tuple[list[str], dict[str, int]]:
     return list(row), row
 
 
+class _DocMemo:
+    """Document representations kept across chunks, so each distinct document
+    is encoded once per teacher: candidate lists overlap heavily (nfcorpus's
+    2,000 examples x 5 candidates hold about 3,000 distinct documents)."""
+
+    def __init__(self, limit: int = 200_000):
+        self.limit = limit
+        self.rows: dict = {}
+
+    def get(self, ids: list[str], doc_text, encode) -> list:
+        """Representations of ``ids`` in order; ``encode(texts)`` returns one row per text."""
+        missing = [i for i in dict.fromkeys(ids) if i not in self.rows]
+        fresh = dict(zip(missing, encode([doc_text(i) for i in missing]))) if missing else {}
+        for i, r in fresh.items():
+            if len(self.rows) >= self.limit:
+                break
+            self.rows[i] = r
+        return [fresh[i] if i in fresh else self.rows[i] for i in ids]
+
+
 class Teacher:
     """Scores (query, candidate documents) pairs; higher is more relevant."""
 
@@ -114,13 +134,16 @@ class DenseTeacher(Teacher):
         self.name = f"dense:{model}"
         self.model = SentenceTransformer(str(resolve_model(model).path), device="cpu")
         self.batch_size = batch_size
+        self._memo = _DocMemo()
+
+    def _encode(self, texts):
+        return self.model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
+                                 convert_to_numpy=True)
 
     def score(self, queries, candidates, doc_text):
-        q = self.model.encode(list(queries), batch_size=self.batch_size, normalize_embeddings=True,
-                              convert_to_numpy=True)
+        q = self._encode(queries)
         unique, row = _unique_docs(candidates)
-        d = self.model.encode([doc_text(c) for c in unique], batch_size=self.batch_size, normalize_embeddings=True,
-                              convert_to_numpy=True) if unique else np.zeros((0, q.shape[1]), np.float32)
+        d = np.stack(self._memo.get(unique, doc_text, self._encode)) if unique else np.zeros((0, q.shape[1]))
         out = _padded(candidates)
         for i, cands in enumerate(candidates):
             if cands:
@@ -135,11 +158,17 @@ class SparseTeacher(Teacher):
         from ..encoders import load_encoder
         self.name = f"sparse:{model}"
         self.encoder = load_encoder(model, max_length=max_length)
+        self._memo = _DocMemo()
+
+    def _encode(self, texts):
+        m = self.encoder.encode_documents(list(texts)).to_scipy()
+        return [m[i] for i in range(m.shape[0])]
 
     def score(self, queries, candidates, doc_text):
+        import scipy.sparse as sp
         q = self.encoder.encode_queries(list(queries)).to_scipy()
         unique, row = _unique_docs(candidates)
-        d = self.encoder.encode_documents([doc_text(c) for c in unique]).to_scipy() if unique else None
+        d = sp.vstack(self._memo.get(unique, doc_text, self._encode), format="csr") if unique else None
         out = _padded(candidates)
         for i, cands in enumerate(candidates):
             if cands:
