@@ -3,7 +3,10 @@
 For each model (bundled name or a folder from `lsr train`) and each dataset:
 build an exact lsr index (cached under bench/out/train_eval/), evaluate the
 test split, and record mean non-zeros per document and per query.
-Writes bench/out/train_eval.json (merged with earlier runs of other models).
+Writes bench/out/train_eval.json (merged with earlier runs of other models),
+with per-query nDCG@10, and compares every model with the first one named:
+mean difference, queries won / lost, and a paired randomisation test
+(two-sided, 10,000 sign flips of the per-query differences).
 
     python bench/train_eval.py splade-tiny runs/nfcorpus-ensemble/model
 """
@@ -42,15 +45,34 @@ def main():
                 build_index(f"beir/{name}", model, index_dir, index_type="exact", overwrite=True, progress=False)
             s = Searcher(index_dir)
             ds = load_dataset(f"beir/{name}/test")
-            scores = evaluate_index(s, ds, ["nDCG@10", "R@100"], progress=False)
+            scores, per_query = evaluate_index(s, ds, ["nDCG@10", "R@100"], progress=False, per_query=True)
             queries = s.encode_queries([q.text for q in ds.queries()])
             row = {"nDCG@10": scores["nDCG@10"], "R@100": scores["R@100"],
                    "doc_nnz": s.index.n_postings / len(s.index), "query_nnz": queries.nnz / len(queries),
-                   "date": time.strftime("%Y-%m-%d"), "seconds": round(time.time() - t, 1)}
+                   "date": time.strftime("%Y-%m-%d"), "seconds": round(time.time() - t, 1),
+                   "per_query_nDCG@10": per_query["nDCG@10"]}
             results.setdefault(key, {})[name] = row
-            print(model, name, row, flush=True)
+            print(model, name, {k: v for k, v in row.items() if not k.startswith("per_query")}, flush=True)
+    keys = [m if not Path(m).exists() else str(Path(m).resolve()) for m in args.models]
+    for key in keys[1:]:
+        for name in args.datasets:
+            c = paired(results[keys[0]][name]["per_query_nDCG@10"], results[key][name]["per_query_nDCG@10"])
+            results[key][name][f"vs {args.models[0]}"] = c
+            print(f"{key} vs {args.models[0]} on {name}: {c}")
     args.out.write_text(json.dumps(results, indent=2))
     print(f"wrote {args.out}")
+
+
+def paired(base: dict, other: dict, samples: int = 10_000, seed: int = 0) -> dict:
+    """Paired comparison of per-query values: mean difference, wins/losses, randomisation p-value."""
+    import numpy as np
+    qs = sorted(base)
+    d = np.array([other.get(q, 0.0) - base[q] for q in qs])
+    rng = np.random.default_rng(seed)
+    flips = rng.choice([-1.0, 1.0], size=(samples, len(d)))
+    p = float(((np.abs((flips * d).mean(1)) >= abs(d.mean()) - 1e-12).sum() + 1) / (samples + 1))
+    return {"delta": float(d.mean()), "wins": int((d > 0).sum()), "losses": int((d < 0).sum()),
+            "queries": len(d), "p": round(p, 4)}
 
 
 if __name__ == "__main__":

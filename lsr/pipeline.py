@@ -146,8 +146,9 @@ class Searcher:
 
 def evaluate_index(searcher: Searcher, dataset: Dataset, metrics=None, k: int | None = None,
                    run_path=None, batch_size: int = 256, progress: bool = True, drop_self: bool = True,
-                   **params) -> dict:
-    """Search every judged query of ``dataset`` and compute the metrics.
+                   per_query: bool = False, **params):
+    """Search every judged query of ``dataset`` and compute the metrics
+    (with ``per_query``: ``(means, {metric: {query_id: value}})``).
 
     ``drop_self`` applies BEIR's rule of discarding a hit whose doc id equals
     the query id (BEIR's default; turn it off for collections whose query and
@@ -177,4 +178,4 @@ def evaluate_index(searcher: Searcher, dataset: Dataset, metrics=None, k: int | 
             bar.update(len(part))
     if run_path:
         write_trec_run(run_path, run)
-    return evaluate(run, qrels, measures)
+    return evaluate(run, qrels, measures, per_query=per_query)
