@@ -394,6 +394,16 @@ warmup_ratio = 0.0
     np.testing.assert_allclose(d, ref, atol=1e-4)  # lsr's fast document path = ST's document route
     again = load_encoder(str(out / "model"), max_length=32)
     assert np.array_equal(again.encode_queries([query]).to_scipy().toarray()[0], q)
+    # indexed and searched by path like any model; the query side is the table
+    from lsr.data import load_dataset
+    from lsr.pipeline import Searcher, build_index
+    ds = load_dataset(data, split="train")
+    build_index(ds, str(out / "model"), tmp_path / "idx", index_type="exact", max_length=32, progress=False)
+    ids, scores = Searcher(tmp_path / "idx").batch_search([query], 3)
+    text = {x.doc_id: x.full_text for x in ds.docs()}
+    top = again.encode_documents([text[ids[0, 0]]]).to_scipy().toarray()[0]
+    assert scores[0, 0] >= scores[0, 1] > 0
+    assert scores[0, 0] == pytest.approx(float(q @ top), rel=1e-3)  # table weights x document weights
 
 
 def test_sparse_and_dense_teachers_score_each_candidate_once_and_consistently(student):
