@@ -480,3 +480,16 @@ def test_mining_records_each_positives_judgement_and_rank(tmp_path):
     assert rows["d2"]["positive_grade"] == 2 and rows["d2"]["positive_rank"] == 1
     assert rows["d5"]["positive_grade"] == 1 and rows["d5"]["positive_rank"] == -1
     assert rows["d2"]["negatives"] == ["d1", "d3"] and rows["d2"]["negative_ranks"] == [0, 2]
+
+
+def test_build_student_refuses_what_it_cannot_build(student):
+    from lsr.training.students import build_student
+    with pytest.raises(ValueError, match="student kind 'dual'; choose from siamese, inference_free"):
+        build_student(student, "dual")
+    with pytest.raises(ValueError, match="needs query weights: an idf vector"):
+        build_student(student, "inference_free")
+    with pytest.raises(ValueError, match="the idf vector has 3 entries, the model's tokenizer 30522"):
+        build_student(student, "inference_free", idf=np.ones(3))
+    free = build_student(student, "inference_free", idf=np.ones(30522, np.float32))
+    with pytest.raises(ValueError, match="the base model is inference-free"):
+        build_student(free, "siamese")

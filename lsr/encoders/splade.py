@@ -67,9 +67,7 @@ class SpladeEncoder:
         return len(self._modules("document")[0].tokenizer(text, add_special_tokens=True)["input_ids"])
 
     def _modules(self, side: str) -> list:
-        """The module stack that encodes ``side`` ("query" or "document")."""
-        mods = list(self.model)
-        return list(mods[0].sub_modules[side]) if self.inference_free else mods
+        return side_modules(self.model, side)
 
     def encode_documents(self, texts: Sequence[str], **kw) -> SparseVectors:
         return self.encode(texts, **kw)
@@ -196,6 +194,13 @@ def is_inference_free(model) -> bool:
     from sentence_transformers.base.modules.router import Router
     mods = list(model)
     return len(mods) == 1 and isinstance(mods[0], Router) and {"query", "document"} <= set(mods[0].sub_modules)
+
+
+def side_modules(model, side: str) -> list:
+    """The module stack that encodes ``side`` ("query" or "document"): a route
+    of an inference-free model, else the whole (siamese) stack."""
+    mods = list(model)
+    return list(mods[0].sub_modules[side]) if is_inference_free(model) else mods
 
 
 def load_sparse_encoder(path, max_length: int = 256, device: str | None = None):

@@ -16,16 +16,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..encoders.splade import is_inference_free
+from ..encoders.splade import is_inference_free, side_modules
 
 KINDS = ("siamese", "inference_free")
 
 
 def document_tokenizer(model):
     """The tokenizer of the document side (the only one of a siamese model)."""
-    mods = list(model)
-    side = list(mods[0].sub_modules["document"]) if is_inference_free(model) else mods
-    return side[0].tokenizer
+    return side_modules(model, "document")[0].tokenizer
 
 
 def build_student(model, kind: str, idf: np.ndarray | None = None, learn_query_weights: bool = False):

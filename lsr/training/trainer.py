@@ -177,10 +177,11 @@ def train(recipe_path, output, progress: bool = True, max_steps: int | None = No
 
     L = r["loss"]
     M = r["model"]
-    base = load_sparse_encoder(resolve_model(M["base"]).path, M["max_length"], "cpu")
-    tokenizer = document_tokenizer(base)
+    start = load_sparse_encoder(resolve_model(M["base"]).path, M["max_length"], "cpu")
+    tokenizer = document_tokenizer(start)
+    inference_free = M["kind"] == "inference_free"
     idf = None
-    if "idf_flops" in (L["document_regularizer"], L["query_regularizer"]) or M["kind"] == "inference_free":
+    if "idf_flops" in (L["document_regularizer"], L["query_regularizer"]) or inference_free:
         idf_path = out / "idf.npy"
         if L["idf"] == "corpus":
             if not idf_path.exists():
@@ -188,8 +189,7 @@ def train(recipe_path, output, progress: bool = True, max_steps: int | None = No
             idf = np.load(idf_path)
         else:
             idf = load_idf(L["idf"], tokens=tokenizer.convert_ids_to_tokens(list(range(len(tokenizer)))))
-    model = build_student(base, M["kind"], idf=idf, learn_query_weights=M["query_weights"] == "learned")
-    inference_free = M["kind"] == "inference_free"
+    model = build_student(start, M["kind"], idf=idf, learn_query_weights=M["query_weights"] == "learned")
     n_neg = len(examples[0]["negatives"])
     columns = {"query": [e["query"] for e in examples], "positive": [text_of[e["positive"]] for e in examples]}
     for j in range(n_neg):
