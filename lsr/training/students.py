@@ -58,7 +58,12 @@ def build_student(model, kind: str, idf: np.ndarray | None = None, learn_query_w
 
 def query_table_parameters(model) -> list[str]:
     """Names of the trainable query-table weights (their own learning rate in the trainer)."""
+    from sentence_transformers.sparse_encoder.modules import SparseStaticEmbedding
+    if not is_inference_free(model):
+        return []
     table = list(model)[0].sub_modules["query"]
+    if not all(isinstance(m, SparseStaticEmbedding) for m in table):
+        return []  # a neural query side trains at the main learning rate
     own = {id(p) for p in table.parameters() if p.requires_grad}
     return [n for n, p in model.named_parameters() if id(p) in own]
 

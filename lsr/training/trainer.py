@@ -24,7 +24,7 @@ import numpy as np
 from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
 
 from ..errors import DataError
-from .recipe import load_recipe
+from .recipe import RecipeError, load_recipe
 
 
 class DevEvaluator(BaseEvaluator):
@@ -170,18 +170,27 @@ def train(recipe_path, output, progress: bool = True, max_steps: int | None = No
                                                              SparseMultipleNegativesRankingLoss, SpladeLoss)
 
     from ..encoders.registry import resolve_model
-    from ..encoders.splade import load_sparse_encoder
+    from ..encoders.compose import Spec, parse_name
+    from ..encoders.compose import build as build_composition
+    from ..encoders.splade import is_task_aware, load_sparse_encoder
     from .idf import idf_from_texts, load_idf
     from .losses import REGULARIZERS
     from .students import build_student, document_tokenizer, query_table_parameters, router_mapping
 
     L = r["loss"]
     M = r["model"]
-    start = load_sparse_encoder(resolve_model(M["base"]).path, M["max_length"], "cpu")
-    tokenizer = document_tokenizer(start)
+    composed = M["kind"] not in ("siamese", "inference_free")
+    if composed:  # built from the backbone; only its tokenizer is needed before the IDF
+        from transformers import AutoTokenizer
+        spec = parse_name(M["kind"])
+        tokenizer = AutoTokenizer.from_pretrained(str(resolve_model(M["base"]).path))
+    else:
+        start = load_sparse_encoder(resolve_model(M["base"]).path, M["max_length"], "cpu")
+        tokenizer = document_tokenizer(start)
     inference_free = M["kind"] == "inference_free"
     idf = None
-    if "idf_flops" in (L["document_regularizer"], L["query_regularizer"]) or inference_free:
+    needs_table = composed and "idf" in (spec.query, spec.document)
+    if "idf_flops" in (L["document_regularizer"], L["query_regularizer"]) or inference_free or needs_table:
         idf_path = out / "idf.npy"
         if L["idf"] == "corpus":
             if not idf_path.exists():
@@ -189,7 +198,20 @@ def train(recipe_path, output, progress: bool = True, max_steps: int | None = No
             idf = np.load(idf_path)
         else:
             idf = load_idf(L["idf"], tokens=tokenizer.convert_ids_to_tokens(list(range(len(tokenizer)))))
-    model = build_student(start, M["kind"], idf=idf, learn_query_weights=M["query_weights"] == "learned")
+    if composed:
+        model = build_composition(Spec(spec.family, M["base"], spec.query, spec.document), idf=idf,
+                                  max_length=M["max_length"], query_k=M["query_budget"],
+                                  document_k=M["document_budget"], focus_start=M["focus_start"],
+                                  focus_steps=M["focus_steps"], device="cpu",
+                                  learn_idf=M["query_weights"] == "learned")
+        if int(M["lora_r"]) > 0:
+            from ..encoders.modules import EchoDecoder
+            if not isinstance(model[0], EchoDecoder):
+                raise RecipeError(f"model.lora_r applies to a causal-LM backbone; {M['kind']} on {M['base']} has none")
+            model[0].add_lora(r=int(M["lora_r"]), alpha=2 * int(M["lora_r"]))
+    else:
+        model = build_student(start, M["kind"], idf=idf, learn_query_weights=M["query_weights"] == "learned")
+    routed = is_task_aware(model)
     n_neg = len(examples[0]["negatives"])
     columns = {"query": [e["query"] for e in examples], "positive": [text_of[e["positive"]] for e in examples]}
     for j in range(n_neg):
@@ -233,7 +255,7 @@ def train(recipe_path, output, progress: bool = True, max_steps: int | None = No
         dataloader_drop_last=True,
         **({"router_mapping": router_mapping(dataset.column_names),
             "learning_rate_mapping": {re.escape(n): float(M["query_weights_lr"]) for n in query_table_parameters(model)}}
-           if inference_free else {}))
+           if routed else {}))
     from sentence_transformers.sparse_encoder.callbacks import SpladeRegularizerWeightSchedulerCallback
     trainer = SparseEncoderTrainer(model=model, args=args, train_dataset=dataset, loss=loss, evaluator=evaluator,
                                    callbacks=[SpladeRegularizerWeightSchedulerCallback(
