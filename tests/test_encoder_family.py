@@ -229,6 +229,15 @@ def test_table_query_side_encodes_without_torch_and_matches_sentence_transformer
     assert got["fp"] == st.vocab.fingerprint
     assert got["indptr"] == ref.indptr.tolist() and got["indices"] == ref.indices.tolist()
     assert np.allclose(got["values"], ref.values, atol=1e-6)
+    # `lsr search` on an index of that model: hits, and torch never imported
+    res = CliRunner().invoke(app, ["index", "data/fixtures/tiny_corpus.jsonl", "--model", str(tmp_path / "qidf"),
+                                   "-o", str(tmp_path / "idx"), "--index-type", "exact", "-q"])
+    assert res.exit_code == 0, res.output
+    idx = str(tmp_path / "idx")
+    code = (f"import sys\nfrom lsr.cli.app import app\ntry:\n    app(['search', {idx!r}, 'vitamin d bones', '--json'])\n"
+            "except SystemExit as e:\n    assert not e.code, e.code\nprint('TORCH', 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert '"doc_id": "d1"' in out.stdout.split("TORCH")[0] and "TORCH False" in out.stdout
     # without a corpus the IDF composition is refused with the way out
     res = CliRunner().invoke(app, ["compose", "qidf_dmlm", "-o", str(tmp_path / "none"), "-q"])
     assert res.exit_code != 0 and "--idf-corpus" in res.output

@@ -27,6 +27,9 @@ key has a default except ``model.base`` and ``data.train``):
                 weights, normalisation ("minmax"|"zscore"), scale, max_length
                 (tokens the teachers read; independent of the student's)
     [loss]      ranking ("kl"|"margin_mse"|"infonce"), temperature,
+                student_temperature (kl: divides the student's scores only;
+                for students whose initial scores are far larger than the
+                teachers' scaled labels, e.g. the echo decoder),
                 document_regularizer / query_regularizer ("flops"|
                 "idf_flops"|"l1"|"none"), document_weight, query_weight,
                 warmup_ratio (quadratic warm-up of both weights), idf
@@ -61,7 +64,7 @@ DEFAULTS = {
     "mining": {"model": None, "n_negatives": 4, "depth": 30, "skip_top": 0, "sample": False},
     "teachers": {"names": ["dense:minilm", "sparse:splade-tiny", "bm25"], "weights": None,
                  "normalisation": "minmax", "scale": 20.0, "max_length": 256},
-    "loss": {"ranking": "kl", "temperature": 1.0, "document_regularizer": "flops", "query_regularizer": "flops",
+    "loss": {"ranking": "kl", "temperature": 1.0, "student_temperature": None, "document_regularizer": "flops", "query_regularizer": "flops",
              "document_weight": 1e-3, "query_weight": 1e-3, "warmup_ratio": 0.33, "idf": "corpus", "idf_floor": 1.0},
     "schedule": {"epochs": 1, "batch_size": 16, "learning_rate": 2e-5, "warmup_ratio": 0.1, "eval_steps": 50,
                  "max_steps": -1, "save_total_limit": 2},

@@ -227,7 +227,9 @@ def train(recipe_path, output, progress: bool = True, max_steps: int | None = No
         return cls(model, idf, idf_floor=float(L["idf_floor"])) if kind == "idf_flops" else cls(model)
 
     if L["ranking"] == "kl":
-        base = SparseDistillKLDivLoss(model, temperature=float(L["temperature"]))
+        st = L["student_temperature"]
+        base = SparseDistillKLDivLoss(model, temperature=float(L["temperature"]),
+                                      student_temperature=float(st) if st is not None else None)
     elif L["ranking"] == "margin_mse":
         base = SparseMarginMSELoss(model)
     else:
