@@ -336,9 +336,6 @@ def compose(
 
     [b]Example[/b]: lsr compose qidf_dmlm --idf-corpus beir/scifact -o models/qidf_dmlm
     """
-    import shutil
-    import tempfile
-
     from ..encoders.compose import build, parse_name
     from ..encoders.registry import resolve_model
     spec = parse_name(name)
@@ -356,16 +353,9 @@ def compose(
         idf = idf_from_texts((d.full_text for d in load_dataset(idf_corpus, split=split).docs()), tok,
                              progress=_progress_enabled(quiet))
     model = build(spec, idf=idf, max_length=max_length, query_k=query_budget, document_k=document_budget)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}-", dir=output.parent))
-    try:
+    from ..index.storage import atomic_dir
+    with atomic_dir(output, overwrite=True) as tmp:  # an interrupted save leaves no half model
         model.save(str(tmp))
-        if output.exists():
-            shutil.rmtree(output)
-        tmp.rename(output)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     typer.echo(f"saved {name} to {output}", err=True)
 
 

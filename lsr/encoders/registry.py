@@ -121,13 +121,10 @@ def _converted(m: BundledModel, gguf_path: Path) -> Path:
     except ImportError:
         raise ModelError(f"model {m.name!r} ships as GGUF; converting it needs: pip install gguf accelerate") from None
     import logging
-    import shutil
-    import tempfile
-    log = logging.getLogger("lsr")
-    log.warning("converting %s from %s to %s (once)", m.name, gguf_path, target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
+
+    from ..index.storage import atomic_dir
+    logging.getLogger("lsr").warning("converting %s from %s to %s (once)", m.name, gguf_path, target)
+    with atomic_dir(target, overwrite=True) as tmp:  # an interrupted conversion leaves nothing loadable
         model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name,
                                                      dtype=torch.float32)
         tok = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
@@ -138,12 +135,6 @@ def _converted(m: BundledModel, gguf_path: Path) -> Path:
             del model.config.quantization_config
         model.save_pretrained(str(tmp))
         tok.save_pretrained(str(tmp))
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)
-    except Exception:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target
 
 

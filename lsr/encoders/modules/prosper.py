@@ -22,8 +22,10 @@ from __future__ import annotations
 import torch
 from sentence_transformers.base.modules.module import Module
 
+from .weights import ConfigAndWeights
 
-class LiteralResidual(Module):
+
+class LiteralResidual(ConfigAndWeights, Module):
     """weight[v] += max over the input's tokens t with id v of softplus(w . x_t + b).
 
     ``x_t`` is the previous module's per-token output (``token_embeddings``:
@@ -62,17 +64,6 @@ class LiteralResidual(Module):
         boost = torch.zeros_like(emb).scatter_reduce(1, ids, comp, reduce="amax", include_self=True)
         features["sentence_embedding"] = emb + boost
         return features
-
-    def save(self, output_path: str, *args, safe_serialization: bool = True, **kwargs) -> None:
-        self.save_config(output_path)
-        self.save_torch_weights(output_path, safe_serialization=safe_serialization)
-
-    @classmethod
-    def load(cls, model_name_or_path: str, subfolder: str = "", **kwargs):
-        config = cls.load_config(model_name_or_path, subfolder=subfolder)
-        module = cls(**config)
-        cls.load_torch_weights(model_name_or_path, subfolder=subfolder, model=module)
-        return module
 
 
 class FocusingWindow(Module):

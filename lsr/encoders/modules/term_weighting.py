@@ -12,8 +12,10 @@ from __future__ import annotations
 import torch
 from sentence_transformers.base.modules.module import Module
 
+from .weights import ConfigAndWeights
 
-class MLPTermWeighting(Module):
+
+class MLPTermWeighting(ConfigAndWeights, Module):
     config_keys = ["hidden_size", "vocab_size", "special_ids"]
     config_file_name = "lsr_term_weighting.json"
 
@@ -38,14 +40,3 @@ class MLPTermWeighting(Module):
 
     def get_sentence_embedding_dimension(self) -> int:
         return self.vocab_size
-
-    def save(self, output_path: str, *args, safe_serialization: bool = True, **kwargs) -> None:
-        self.save_config(output_path)
-        self.save_torch_weights(output_path, safe_serialization=safe_serialization)
-
-    @classmethod
-    def load(cls, model_name_or_path: str, subfolder: str = "", **kwargs):
-        config = cls.load_config(model_name_or_path, subfolder=subfolder)
-        module = cls(**config)
-        cls.load_torch_weights(model_name_or_path, subfolder=subfolder, model=module)
-        return module
