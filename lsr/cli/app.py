@@ -29,6 +29,13 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # The variables above are read when those libraries are imported; in a
+    # process that imported them already (tests, notebooks) switch the bars off too.
+    if "huggingface_hub" in sys.modules:
+        sys.modules["huggingface_hub"].utils.disable_progress_bars()
+    if "transformers" in sys.modules:
+        sys.modules["transformers"].utils.logging.disable_progress_bar()
+        sys.modules["transformers"].utils.logging.set_verbosity_error()
     import logging
     # ir_datasets gives each of its loggers its own INFO level, so raising the
     # parent's level does nothing; the CLI prints via typer, not logging.
