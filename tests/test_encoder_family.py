@@ -328,3 +328,19 @@ def test_bundled_smollm2_converts_once_to_the_cache_and_encodes(tmp_path, monkey
         load_encoder("smollm2-135m")
     with pytest.raises(ModelError, match="causal LM"):
         build("echo@splade-tiny")
+
+
+def test_recipe_refuses_unknown_kinds_and_lora_without_a_causal_lm(tmp_path):
+    from lsr.training.recipe import RecipeError, load_recipe
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[model]\nbase = "splade-tiny"\nkind = "qfoo_dmlm"\n[data]\ntrain = "x"\n')
+    with pytest.raises(RecipeError, match=r"model.kind = 'qfoo_dmlm'; choose siamese, inference_free or a composition"):
+        load_recipe(bad)
+    from test_training import _beir_fixture
+    data = _beir_fixture(tmp_path / "tiny")
+    recipe = tmp_path / "lora.toml"
+    recipe.write_text(f'[model]\nbase = "splade-tiny"\nkind = "qmlp_dmlm"\nlora_r = 4\nmax_length = 16\n'
+                      f'[data]\ntrain = "{data}"\ntrain_split = "train"\n[mining]\nn_negatives = 1\ndepth = 4\n'
+                      f'[teachers]\nnames = ["bm25"]\n')
+    res = CliRunner().invoke(app, ["train", str(recipe), "-o", str(tmp_path / "run"), "--max-steps", "1", "-q"])
+    assert res.exit_code == 1 and "model.lora_r applies to a causal-LM backbone" in res.output

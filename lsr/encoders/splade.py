@@ -48,7 +48,7 @@ class SpladeEncoder:
         self.model.max_seq_length = self.max_length
         self.model.eval()
         self.inference_free = is_inference_free(model)
-        self.task_aware = self.inference_free or is_task_aware(model)
+        self.task_aware = is_task_aware(model)  # Routers (inference-free) included
         first = self._modules("document")[0]
         self.vocab = Vocabulary.from_tokenizer(first.tokenizer)
         dim = getattr(first, "vocab_size", None)  # an LM head may be wider than its tokenizer (padded vocabularies)

@@ -46,11 +46,7 @@ class StaticQueryEncoder:
             max_len = min(max_len, 1_000_000)  # HF's "no limit" is 1e30
         self.max_length = max_len
         self.tokenizer.enable_truncation(max_length=max_len)
-        vocab = self.tokenizer.get_vocab(with_added_tokens=True)
-        tokens = [f"[unused_id_{i}]" for i in range(max(vocab.values()) + 1)]
-        for tok, i in vocab.items():
-            tokens[i] = tok
-        self.vocab = Vocabulary.from_tokens(tokens)
+        self.vocab = Vocabulary.from_tokenizer(self.tokenizer)  # same ids and names as the HF tokenizer's
         self.weights = np.ones(self.vocab.size, np.float32) if weights is None else np.asarray(weights, np.float32)
         if self.weights.shape != (self.vocab.size,):
             raise ModelError(f"{tokenizer_dir}: weight table has {self.weights.shape} entries, "
