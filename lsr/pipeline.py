@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+
 from .data import Dataset, load_dataset
 from .errors import DataError, IndexError_, ModelError, QueryError
 from .index import INDEX_TYPES, DocStore, load_index
@@ -23,11 +25,17 @@ def _partial_dir(output: Path) -> Path:
 def build_index(dataset: str | Dataset, model: str | None, output, index_type: str = "seismic",
                 max_length: int = 256, batch_size: int = 32, overwrite: bool = False,
                 progress: bool = True, shard_size: int = 10000, split: str | None = None,
-                keep_vectors: bool = True, params: dict | None = None):
+                keep_vectors: bool = True, params: dict | None = None, dense: str | None = None,
+                dense_dtype: str = "float32", bm25: bool = False):
     """Encode a dataset (or reuse a folder written by ``lsr encode``) and build an index.
 
     Encoding goes to ``<output>.partial/vectors`` and resumes there after an
-    interruption; the index appears at ``output`` only when complete.
+    interruption; the index appears at ``output`` only when complete. With
+    ``dense`` (a sentence-transformers model, e.g. "minilm") the documents'
+    dense embeddings are stored in ``<output>/dense`` (``dense_dtype``:
+    float32, float16 or int8); with ``bm25`` a BM25 exact index of the same
+    documents goes to ``<output>/lexical``: the lists
+    :class:`lsr.retrieval.HybridSearcher` fuses.
     """
     from .encoders.shards import encode_corpus, read_settings, shard_paths
     from .index.docs import write_docstore
@@ -38,6 +46,15 @@ def build_index(dataset: str | Dataset, model: str | None, output, index_type: s
         raise IndexError_(f"unknown index type {index_type!r} (choose from {', '.join(INDEX_TYPES)})")
     if output.exists() and not overwrite:
         raise IndexError_(f"{output} already exists (use --overwrite to replace it)")
+
+    if dense:  # fail before the (long) sparse encoding, not after it
+        from .encoders.registry import resolve_model
+        from .retrieval.dense import DTYPES
+        if dense_dtype not in DTYPES:
+            raise IndexError_(f"dense dtype {dense_dtype!r}; choose from {', '.join(DTYPES)}")
+        kind = resolve_model(dense).kind
+        if kind not in (None, "dense"):
+            raise ModelError(f"--dense {dense!r} is a {kind} model, not a dense bi-encoder (e.g. minilm)")
 
     pre_encoded = read_settings(Path(dataset)) if isinstance(dataset, (str, Path)) and Path(dataset).is_dir() else None
     if pre_encoded is not None:
@@ -54,10 +71,16 @@ def build_index(dataset: str | Dataset, model: str | None, output, index_type: s
         vectors_dir = None
     else:
         from .encoders import load_encoder
+        from .retrieval.bm25 import BM25Encoder, parse_bm25_name
         if not model:
             raise ModelError("no model given (use --model, e.g. --model splade-tiny)")
         ds = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, split=split)
-        encoder = load_encoder(model, max_length=max_length, batch_size=batch_size)
+        bm25_options = parse_bm25_name(model)
+        if bm25_options is not None:  # lexical: no model, statistics fitted on this corpus and saved with the index
+            encoder = BM25Encoder.fit((d.full_text for d in ds.docs()), progress=progress, **bm25_options)
+            encoder.name = model
+        else:
+            encoder = load_encoder(model, max_length=max_length, batch_size=batch_size)
         vectors_dir = _partial_dir(output) / "vectors"
         shards = encode_corpus(ds, encoder, vectors_dir, shard_size=shard_size, progress=progress,
                                dataset_name=str(dataset) if not isinstance(dataset, Dataset) else ds.name)
@@ -70,7 +93,25 @@ def build_index(dataset: str | Dataset, model: str | None, output, index_type: s
                         "max_length": encoder_info["max_length"]},
             "dataset": encoder_info.get("dataset")}
 
+    if (dense or bm25) and docs_source is None:
+        raise DataError(f"{dataset}: the original corpus is needed for --dense / --bm25 and was not found")
+
     def extras(tmp: Path):
+        if dense or bm25:
+            texts = _texts_in_index_order(docs_source, index.doc_ids)
+        if dense:
+            from .retrieval.dense import FOLDER, DenseEncoder, DenseIndex
+            enc = DenseEncoder(dense)
+            emb = enc.encode_documents(texts, progress=progress)
+            DenseIndex.build(emb, dense_dtype, model=dense).save(tmp / FOLDER)
+        if bm25:
+            build_index(docs_source, "bm25", tmp / "lexical", index_type="exact", progress=progress,
+                        keep_vectors=False)
+        if encoder_info.get("kind") == "bm25":
+            if pre_encoded is not None:
+                raise DataError(f"{dataset}: BM25 vectors need the statistics of their corpus; "
+                                "index the dataset itself with --model bm25")
+            encoder.save(tmp / "bm25")
         if docs_source is not None:
             write_docstore(tmp, docs_source.docs(), index.doc_ids)
         if keep_vectors and vectors_dir is not None:
@@ -82,6 +123,18 @@ def build_index(dataset: str | Dataset, model: str | None, output, index_type: s
     if vectors_dir is not None:
         shutil.rmtree(_partial_dir(output), ignore_errors=True)
     return index
+
+
+def _texts_in_index_order(source, doc_ids) -> list[str]:
+    """The documents' texts in the index's document numbering (what dense rows must follow)."""
+    texts = {}
+    for d in source.docs():
+        texts[d.doc_id] = d.full_text
+    ids = doc_ids.take(np.arange(len(doc_ids), dtype=np.int64))
+    missing = [str(i) for i in ids if str(i) not in texts]
+    if missing:
+        raise DataError(f"document {missing[0]!r} of the index is not in the corpus {getattr(source, 'name', '')!r}")
+    return [texts[str(i)] for i in ids]
 
 
 @dataclass
@@ -117,9 +170,13 @@ class Searcher:
             if self._encoder is None:
                 if not self.model_name:
                     raise ModelError(f"{self.index_dir} does not record its model; pass one explicitly")
-                # Queries only: a token-weight query side (inference-free) loads without torch.
-                from .encoders import load_query_encoder
-                self._encoder = load_query_encoder(self.model_name, max_length=self.max_length)
+                if (self.index.manifest.get("encoder") or {}).get("kind") == "bm25":
+                    from .retrieval.bm25 import BM25Encoder  # the corpus statistics saved with the index
+                    self._encoder = BM25Encoder.load(self.index_dir / "bm25")
+                else:
+                    # Queries only: a token-weight query side (inference-free) loads without torch.
+                    from .encoders import load_query_encoder
+                    self._encoder = load_query_encoder(self.model_name, max_length=self.max_length)
                 if self._encoder.vocab.fingerprint != self.index.vocab.fingerprint:
                     raise ModelError(f"model {self.model_name!r} has a different vocabulary than "
                                      f"the index {self.index_dir}")

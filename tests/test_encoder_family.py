@@ -84,6 +84,31 @@ def test_echo_decoder_truncates_each_copy_and_handles_empty_text(tiny_llm):
     assert torch.isfinite(emb).all() and float(emb[1].abs().sum()) == 0.0
 
 
+def test_echo_term_bias_starts_at_zero_shifts_logits_and_keeps_empty_text_empty(tiny_llm, tmp_path):
+    dec = EchoDecoder(str(tiny_llm), autocast=False).eval()
+    assert dec.term_bias.shape == (dec.vocab_size,) and float(dec.term_bias.abs().sum()) == 0.0
+    f = dec.preprocess([DOCS[1], ""], task="document")
+    with torch.no_grad():
+        before = dec(dict(f))["sentence_embedding"]
+        dec.term_bias.copy_(torch.linspace(-0.3, 5.0, dec.vocab_size))
+        after = dec(dict(f))["sentence_embedding"]
+    raw = torch.expm1(before[0])  # relu(max logit) of the unbiased encoder
+    alive = raw > 0
+    assert torch.allclose(torch.expm1(after[0])[alive], torch.relu(raw + dec.term_bias)[alive], atol=1e-4)
+    assert float(after[0][alive].sum()) > float(before[0].sum())  # the shift is visible, not absorbed
+    assert float(after[1].abs().sum()) == 0.0  # an empty text stays empty whatever the bias
+    dec.save(str(tmp_path / "dec"))
+    again = EchoDecoder.load(str(tmp_path / "dec"))
+    assert torch.equal(again.term_bias, dec.term_bias)
+    from safetensors.torch import save_file
+    save_file({"term_bias": torch.full((dec.vocab_size,), float("nan"))}, str(tmp_path / "dec" / "term_bias.safetensors"))
+    with pytest.raises(ValueError, match=r"term_bias.safetensors: term_bias has NaN"):
+        EchoDecoder.load(str(tmp_path / "dec"))
+    save_file({"term_bias": torch.zeros(7)}, str(tmp_path / "dec" / "term_bias.safetensors"))
+    with pytest.raises(ValueError, match=r"term_bias.safetensors: expected a 'term_bias' tensor of shape"):
+        EchoDecoder.load(str(tmp_path / "dec"))
+
+
 # ---------------------------------------------------------------- PROSPER
 def test_literal_residual_never_lowers_a_literal_tokens_weight():
     torch.manual_seed(1)
@@ -270,14 +295,17 @@ def test_cli_indexes_and_searches_compositions_in_any_vocabulary(tiny_llm, tmp_p
 def test_lsr_train_trains_a_composition_and_the_echo_decoder_in_full_and_with_lora(tmp_path, tiny_llm):
     from test_training import _beir_fixture
     data = _beir_fixture(tmp_path / "tiny")
-    for kind, base, lora in (("qmlp_dmlm", "splade-tiny", 0), ("echo", str(tiny_llm), 0), ("echo", str(tiny_llm), 4)):
-        recipe = tmp_path / f"{kind}-{lora}.toml"
+    runs = (("qmlp_dmlm", "splade-tiny", 0, ""), ("echo", str(tiny_llm), 0, ""), ("echo", str(tiny_llm), 4, ""),
+            ("echo", str(tiny_llm), 0, "freeze_backbone = true\nterm_bias_lr = 0.5\n"))
+    for kind, base, lora, extra in runs:
+        tag = f"{kind}-{lora}-{'bias' if extra else 'plain'}"
+        recipe = tmp_path / f"{tag}.toml"
         recipe.write_text(f'''name = "{kind}"
 [model]
 base = "{base}"
 kind = "{kind}"
 lora_r = {lora}
-max_length = 24
+{extra}max_length = 24
 document_budget = 30
 focus_start = 60
 focus_steps = 2
@@ -294,7 +322,7 @@ names = ["bm25"]
 batch_size = 2
 learning_rate = 1e-3
 ''')
-        out = tmp_path / f"{kind}-{lora}"
+        out = tmp_path / tag
         res = CliRunner().invoke(app, ["train", str(recipe), "-o", str(out), "--max-steps", "2", "-q"])
         assert res.exit_code == 0, res.output
         trained = load_encoder(str(out / "model"), max_length=24)
@@ -304,6 +332,11 @@ learning_rate = 1e-3
         assert not (np.array_equal(a.indices, b.indices) and np.allclose(a.values, b.values))  # it learned
         if kind == "echo":  # the focusing window bounds the trained decoder's documents
             assert (trained.encode_documents(DOCS).row_nnz() == 30).all()
+            dec = trained.model[0]
+            assert (float(dec.term_bias.abs().sum()) > 0) == bool(extra)  # the bias trains only when asked
+            if extra:  # a frozen backbone comes back bit for bit
+                fresh = start.model[0].auto_model.state_dict()
+                assert all(torch.equal(v, fresh[k]) for k, v in dec.auto_model.state_dict().items())
 
 
 def test_bundled_smollm2_converts_once_to_the_cache_and_encodes(tmp_path, monkeypatch):
@@ -344,3 +377,9 @@ def test_recipe_refuses_unknown_kinds_and_lora_without_a_causal_lm(tmp_path):
                       f'[teachers]\nnames = ["bm25"]\n')
     res = CliRunner().invoke(app, ["train", str(recipe), "-o", str(tmp_path / "run"), "--max-steps", "1", "-q"])
     assert res.exit_code == 1 and "model.lora_r applies to a causal-LM backbone" in res.output
+    for extra, message in (("freeze_backbone = true\nlora_r = 4\nterm_bias_lr = 0.1", "contradict each other"),
+                           ("freeze_backbone = true", "leaves nothing to train unless model.term_bias_lr > 0"),
+                           ("term_bias_lr = -1", "model.term_bias_lr = -1 must be >= 0")):
+        bad.write_text(f'[model]\nbase = "x"\nkind = "echo"\n{extra}\n[data]\ntrain = "x"\n')
+        with pytest.raises(RecipeError, match=message):
+            load_recipe(bad)

@@ -103,10 +103,19 @@ def index(
     split: Optional[str] = typer.Option(None, help="qrels split of a BEIR folder"),
     knn: int = typer.Option(0, "--knn", min=0, help="seismic: also build a k-NN graph with this many neighbours "
                                                    "per document (refines results; 0 = none)"),
+    dense: Optional[str] = typer.Option(None, "--dense", help="also store dense embeddings of this "
+                                        "sentence-transformers model (e.g. minilm) for hybrid search"),
+    dense_dtype: str = typer.Option("float32", "--dense-dtype", help="dense storage: float32, float16 or int8"),
+    bm25: Optional[bool] = typer.Option(None, "--bm25/--no-bm25", help="also build a BM25 list of the same "
+                                        "documents for hybrid search (default: yes with --dense)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing index"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
 ):
     """Encode a corpus and build a searchable index (the model is recorded in it).
+
+    --model bm25 (or bm25:k1=1.2,b=0.75,stemmer=none,stopwords=none,query=binary)
+    indexes BM25 impact vectors instead of a model's. --dense minilm adds dense
+    embeddings, searched and fused with the sparse list by `lsr search --dense`.
 
     The default seismic index is approximate (recall@10 about 0.99 against exact
     search at its default settings); --index-type exact scores every posting.
@@ -122,7 +131,8 @@ def index(
         raise IndexError_(f"--knn applies to the seismic index, not {index_type!r}")
     idx = build_index(dataset, model, output, index_type=index_type, max_length=max_length,
                       batch_size=batch_size, overwrite=overwrite, progress=_progress_enabled(quiet), split=split,
-                      params={"knn": knn} if knn else None)
+                      params={"knn": knn} if knn else None, dense=dense, dense_dtype=dense_dtype,
+                      bm25=bool(dense) if bm25 is None else bm25)
     typer.echo(f"indexed {len(idx)} documents ({idx.n_postings} postings) into {output} "
                f"in {time.time() - t0:.1f}s", err=True)
 
@@ -137,6 +147,16 @@ def search(
     query_cut: Optional[int] = typer.Option(None, min=1, help="seismic: query terms whose lists are visited (default: the index's)"),
     heap_factor: Optional[float] = typer.Option(None, min=0.0, help="seismic: skip blocks scoring below this x k-th best"),
     knn: Optional[int] = typer.Option(None, min=0, help="seismic: graph neighbours scored per hit (default: the index's)"),
+    dense: bool = typer.Option(False, "--dense", help="hybrid: fuse with the index's dense list (the recommended "
+                               "default, or the settings `lsr tune-hybrid` stored)"),
+    lists: Optional[str] = typer.Option(None, "--lists", help="hybrid: lists to fuse, e.g. sparse,dense,bm25"),
+    fusion: Optional[str] = typer.Option(None, "--fusion", help="hybrid: convex or rrf"),
+    norm: Optional[str] = typer.Option(None, "--norm", help="hybrid: minmax, zscore or none (convex fusion)"),
+    weights: Optional[str] = typer.Option(None, "--weights", help="hybrid: one weight per list, e.g. 0.4,0.6"),
+    prf: Optional[str] = typer.Option(None, "--prf", help="pseudo-relevance feedback: after, before, both or none"),
+    fb_docs: Optional[int] = typer.Option(None, "--fb-docs", min=1, help="PRF: feedback documents"),
+    fb_terms: Optional[int] = typer.Option(None, "--fb-terms", min=0, help="PRF: expansion terms (sparse)"),
+    prf_beta: Optional[float] = typer.Option(None, "--prf-beta", min=0.0, help="PRF: weight of the feedback"),
 ):
     """Search an index with a text query.
 
@@ -146,15 +166,67 @@ def search(
     from ..pipeline import Searcher
     if not query.strip():
         raise QueryError("query is empty")
-    s = Searcher(index_dir)
-    n_tokens = s.encoder.token_length(query)
-    if n_tokens > s.max_length:
-        _err(f"warning: query is {n_tokens} tokens; only the first {s.max_length} are used")
-    hits = s.search(query, k, **_search_params(query_cut, heap_factor, knn))
+    hybrid = _hybrid_config(index_dir, dense, lists, fusion, norm, weights, prf, fb_docs, fb_terms, prf_beta)
+    if hybrid is not None:
+        from ..retrieval import HybridSearcher
+        hits = HybridSearcher(index_dir, hybrid).search(query, k)
+    else:
+        s = Searcher(index_dir)
+        n_tokens = s.encoder.token_length(query)
+        if s.max_length and n_tokens > s.max_length:  # 0: no limit (bm25)
+            _err(f"warning: query is {n_tokens} tokens; only the first {s.max_length} are used")
+        hits = s.search(query, k, **_search_params(query_cut, heap_factor, knn))
     if as_json:
         typer.echo(json.dumps({"hits": [h.to_dict() for h in hits]}))
         return
     _print_hits(query, hits)
+
+
+def _hybrid_config(index_dir, dense, lists, fusion, norm, weights, prf, fb_docs, fb_terms, prf_beta):
+    """The HybridConfig the options ask for, or None for a plain sparse search.
+
+    Starts from the index's tuned settings (``lsr tune-hybrid``) or the
+    recommended default; ``--lists`` / ``--dense`` pick the lists (without
+    either, only the index's own sparse list), the other options override.
+    """
+    from ..errors import QueryError
+    if not (dense or lists or fusion or norm or weights or (prf and prf != "none")):
+        return None
+    from ..retrieval import HybridConfig, HybridSearcher
+    from ..retrieval.hybrid import available_lists, recommended
+    base = HybridSearcher.stored_config(index_dir) or recommended(available_lists(index_dir))
+    try:
+        settings = base.to_json()
+        if lists or not dense:
+            chosen = [x.strip() for x in lists.split(",") if x.strip()] if lists else ["sparse"]
+            if chosen != list(base.lists):
+                settings["lists"], settings["weights"] = chosen, None  # stored weights belong to other lists
+        p = dict(settings["prf"]) if settings.get("prf") else None
+        if p and p.get("lists"):  # feedback only for lists that are fused
+            p["lists"] = [x for x in p["lists"] if x in settings["lists"]] or None
+            if p["lists"] is None and not prf:
+                p = None  # the stored PRF was for lists not searched now
+        if prf == "none":
+            p = None
+        elif prf:
+            p = {**(p or {}), "when": prf}
+        if p is not None:
+            for key, value in (("fb_docs", fb_docs), ("fb_terms", fb_terms), ("beta", prf_beta)):
+                if value is not None:
+                    p[key] = value
+        settings["prf"] = p
+        if fusion:
+            settings["fusion"] = fusion
+        if norm:
+            settings["norm"] = norm
+        if weights:
+            try:
+                settings["weights"] = [float(w) for w in weights.split(",")]
+            except ValueError:
+                raise QueryError(f"--weights {weights!r}: give numbers separated by commas") from None
+        return HybridConfig.from_json(settings)
+    except ValueError as e:
+        raise QueryError(str(e)) from None
 
 
 def _search_params(query_cut, heap_factor, knn=None) -> dict:
@@ -200,6 +272,15 @@ def eval_(
     knn: Optional[int] = typer.Option(None, min=0, help="seismic: graph neighbours scored per hit"),
     keep_self_hits: bool = typer.Option(False, "--keep-self-hits",
                                         help="keep hits whose doc id equals the query id (BEIR drops them)"),
+    dense: bool = typer.Option(False, "--dense", help="hybrid: fuse with the index's dense list"),
+    lists: Optional[str] = typer.Option(None, "--lists", help="hybrid: lists to fuse, e.g. sparse,dense,bm25"),
+    fusion: Optional[str] = typer.Option(None, "--fusion", help="hybrid: convex or rrf"),
+    norm: Optional[str] = typer.Option(None, "--norm", help="hybrid: minmax, zscore or none"),
+    weights: Optional[str] = typer.Option(None, "--weights", help="hybrid: one weight per list"),
+    prf: Optional[str] = typer.Option(None, "--prf", help="pseudo-relevance feedback: after, before, both or none"),
+    fb_docs: Optional[int] = typer.Option(None, "--fb-docs", min=1, help="PRF: feedback documents"),
+    fb_terms: Optional[int] = typer.Option(None, "--fb-terms", min=0, help="PRF: expansion terms (sparse)"),
+    prf_beta: Optional[float] = typer.Option(None, "--prf-beta", min=0.0, help="PRF: weight of the feedback"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
 ):
     """Evaluate an index on a dataset's judged queries (BEIR conventions).
@@ -212,7 +293,13 @@ def eval_(
     names = [m for spec in (metrics or []) for m in spec.replace(",", " ").split()] or None
     measures = parse_metrics(names)  # fail on a bad metric before any work
     ds = load_dataset(dataset, split=split, queries=queries, qrels=qrels)
-    results = evaluate_index(Searcher(index_dir), ds, measures, k=k, run_path=run,
+    hybrid = _hybrid_config(index_dir, dense, lists, fusion, norm, weights, prf, fb_docs, fb_terms, prf_beta)
+    if hybrid is not None:
+        from ..retrieval import HybridSearcher
+        searcher = HybridSearcher(index_dir, hybrid)
+    else:
+        searcher = Searcher(index_dir)
+    results = evaluate_index(searcher, ds, measures, k=k, run_path=run,
                              progress=_progress_enabled(quiet) and not as_json, drop_self=not keep_self_hits,
                              **_search_params(query_cut, heap_factor, knn))
     if as_json:
@@ -220,6 +307,51 @@ def eval_(
         return
     for name, value in results.items():
         typer.echo(f"{name:>10}  {value:.4f}")
+
+
+@app.command(name="tune-hybrid")
+@handle_errors
+def tune_hybrid(
+    index_dir: Path = typer.Argument(..., metavar="INDEX", help="an index directory with a dense and/or BM25 list"),
+    queries: str = typer.Option(..., "--queries", help="a split with relevance judgements: ir_datasets id "
+                                "(beir/scifact/train, beir/nfcorpus/dev) or BEIR folder; never the test split"),
+    lists: str = typer.Option("bm25,sparse,dense", "--lists", help="lists to fuse"),
+    metric: str = typer.Option("nDCG@10", "--metric", help="ir-measures name to maximise"),
+    step: float = typer.Option(0.1, "--step", min=0.01, max=0.5, help="weight grid step"),
+    split: Optional[str] = typer.Option(None, help="qrels split of a BEIR folder"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="measure and report, but do not store"),
+    as_json: bool = typer.Option(False, "--json", help="print every configuration's score as JSON"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+):
+    """Tune hybrid fusion (method, normalisation, weights) on judged queries and store
+    the best as the index's default for `lsr search --dense` / `lsr eval --dense`.
+
+    [b]Example[/b]: lsr tune-hybrid indexes/scifact --queries beir/scifact/train
+    """
+    from ..data import load_dataset
+    from ..errors import DataError
+    from ..retrieval import HybridConfig, HybridSearcher
+    from ..retrieval.tune import tune_fusion
+    if "test" in queries.split("/")[-1:] or split == "test":
+        raise DataError(f"--queries {queries}: tuning on a test split would leak it into the reported figures; "
+                        "use a train or dev split")
+    from ..retrieval.hybrid import recommended
+    names = [x.strip() for x in lists.split(",") if x.strip()]
+    try:
+        # the default's PRF stays (for the lists it covers); fusion method, norm and weights are tuned
+        searcher = HybridSearcher(index_dir, HybridConfig(lists=names, prf=recommended(names).prf))
+    except ValueError as e:
+        raise DataError(str(e)) from None
+    ds = load_dataset(queries, split=split)
+    best, table = tune_fusion(searcher, ds, metric=metric, step=step, progress=_progress_enabled(quiet) and not as_json)
+    if not dry_run:
+        path = searcher.save_config(best)
+        _err(f"stored {best.fusion}/{best.norm} weights {list(best.weights)} for {names} in {path}")
+    if as_json:
+        typer.echo(json.dumps({"best": best.to_json(), "grid": table}))
+        return
+    typer.echo(f"best {metric} {best.tuned_on['value']:.4f}: fusion {best.fusion}, norm {best.norm}, "
+               f"weights {dict(zip(names, best.weights))}")
 
 
 @app.command()

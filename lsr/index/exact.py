@@ -42,6 +42,17 @@ class ExactIndex(BaseIndex):
     def n_postings(self) -> int:
         return int(self.post_ptr[-1])
 
+    def forward_vectors(self):
+        """The documents' vectors (rows in document-number order), rebuilt from the postings."""
+        import scipy.sparse as sp
+
+        from ..sparse import SparseVectors
+        csc = sp.csc_matrix((np.asarray(self.post_vals), np.asarray(self.post_docs), np.asarray(self.post_ptr)),
+                            shape=(len(self), self.vocab.size))
+        csr = csc.tocsr()
+        csr.sort_indices()
+        return SparseVectors(csr.indptr, csr.indices, csr.data, self.vocab)
+
     def _check_arrays(self, path: Path) -> None:
         if len(self.post_ptr) != self.vocab.size + 1 or self.post_ptr[-1] != len(self.post_docs) \
                 or len(self.post_docs) != len(self.post_vals):

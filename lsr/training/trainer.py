@@ -204,11 +204,18 @@ def train(recipe_path, output, progress: bool = True, max_steps: int | None = No
                                   document_k=M["document_budget"], focus_start=M["focus_start"],
                                   focus_steps=M["focus_steps"], device="cpu",
                                   learn_idf=M["query_weights"] == "learned")
-        if int(M["lora_r"]) > 0:
-            from ..encoders.modules import EchoDecoder
-            if not isinstance(model[0], EchoDecoder):
-                raise RecipeError(f"model.lora_r applies to a causal-LM backbone; {M['kind']} on {M['base']} has none")
-            model[0].add_lora(r=int(M["lora_r"]), alpha=2 * int(M["lora_r"]))
+        from ..encoders.modules import EchoDecoder
+        decoder = model[0] if isinstance(model[0], EchoDecoder) else None
+        for key, active in (("lora_r", int(M["lora_r"]) > 0), ("term_bias_lr", float(M["term_bias_lr"]) > 0),
+                            ("freeze_backbone", bool(M["freeze_backbone"]))):
+            if active and decoder is None:
+                raise RecipeError(f"model.{key} applies to a causal-LM backbone; {M['kind']} on {M['base']} has none")
+        if decoder is not None:
+            if int(M["lora_r"]) > 0:
+                decoder.add_lora(r=int(M["lora_r"]), alpha=2 * int(M["lora_r"]))
+            if M["freeze_backbone"]:
+                decoder.freeze_backbone()
+            decoder.term_bias.requires_grad_(float(M["term_bias_lr"]) > 0)
     else:
         model = build_student(start, M["kind"], idf=idf, learn_query_weights=M["query_weights"] == "learned")
     routed = is_task_aware(model)
@@ -245,6 +252,9 @@ def train(recipe_path, output, progress: bool = True, max_steps: int | None = No
         evaluator = DevEvaluator(load_dataset(r["data"]["dev"], split=r["data"]["dev_split"]), r["model"]["max_length"],
                                  r["data"]["dev_max_queries"])
     S = r["schedule"]
+    lr_mapping = {re.escape(n): float(M["query_weights_lr"]) for n in query_table_parameters(model)} if routed else {}
+    if composed and float(M["term_bias_lr"]) > 0:
+        lr_mapping[r"term_bias$"] = float(M["term_bias_lr"])
     args = SparseEncoderTrainingArguments(
         output_dir=str(out / "checkpoints"), num_train_epochs=S["epochs"], per_device_train_batch_size=S["batch_size"],
         learning_rate=S["learning_rate"], warmup_steps=float(S["warmup_ratio"]),  # < 1: a ratio
@@ -255,9 +265,8 @@ def train(recipe_path, output, progress: bool = True, max_steps: int | None = No
         load_best_model_at_end=evaluator is not None, metric_for_best_model="dev_ndcg@10" if evaluator else None,
         greater_is_better=True, report_to="none", disable_tqdm=not progress, use_cpu=not torch.cuda.is_available(),
         dataloader_drop_last=True,
-        **({"router_mapping": router_mapping(dataset.column_names),
-            "learning_rate_mapping": {re.escape(n): float(M["query_weights_lr"]) for n in query_table_parameters(model)}}
-           if routed else {}))
+        learning_rate_mapping=lr_mapping,
+        **({"router_mapping": router_mapping(dataset.column_names)} if routed else {}))
     from sentence_transformers.sparse_encoder.callbacks import SpladeRegularizerWeightSchedulerCallback
     trainer = SparseEncoderTrainer(model=model, args=args, train_dataset=dataset, loss=loss, evaluator=evaluator,
                                    callbacks=[SpladeRegularizerWeightSchedulerCallback(

@@ -5,9 +5,20 @@ state of an early word knows nothing of what follows. Echo input repeats
 the text ("Passage: x\\nPassage again: x") and pools only over the second
 copy, whose tokens have seen the whole text once. The LM head (the model's
 own vocabulary projection) gives logits over the LM's vocabulary; the term
-weight of token v is ``log1p(relu(max over second-copy positions of logit_v))``
+weight of token v is ``log1p(relu(max over second-copy positions of logit_v + b_v))``
 (max pooling; the activation is monotonic, so it is applied once after the
 max). Top-k pruning is a separate module (``FocusingWindow``).
+
+``b`` (``term_bias``) is one learned offset per vocabulary entry, zero when
+the encoder is built, so an untrained encoder is the plain LM head. A
+language model's head scores *likely next tokens*: function words and
+punctuation get the largest logits after almost any text, and they fill
+every vector's top-k. BERT's MLM head has such a per-token bias; SmolLM2's
+has none. A bias lets training push generic tokens below zero in a few
+steps (the document FLOPS regulariser pulls hardest on exactly those),
+without first having to retrain the backbone; it trains at its own
+learning rate (recipe key ``model.term_bias_lr``), and alone when the
+backbone is frozen (``model.freeze_backbone``: forward passes only).
 
 The module saves the backbone with ``save_pretrained`` in its own folder
 (sentence-transformers format: listed in ``modules.json``), so a trained
@@ -36,6 +47,7 @@ class EchoDecoder(InputModule):
     """
 
     config_file_name = "lsr_echo_decoder.json"
+    bias_file_name = "term_bias.safetensors"
     config_keys = ["max_seq_length", "query_template", "document_template", "autocast"]
     save_in_root = False
     forward_kwargs = {"task"}
@@ -63,6 +75,7 @@ class EchoDecoder(InputModule):
         if len(self.tokenizer) > self.vocab_size:
             raise ValueError(f"{model_name_or_path}: tokenizer has {len(self.tokenizer)} tokens, "
                              f"LM head only {self.vocab_size}")
+        self.term_bias = torch.nn.Parameter(torch.zeros(self.vocab_size))
 
     def _ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
@@ -102,11 +115,11 @@ class EchoDecoder(InputModule):
             rows = []
             for i in range(ids.shape[0]):
                 h = hidden[i][pool[i]]  # second copy only
-                if h.shape[0] == 0:  # empty text: nothing to weight
-                    rows.append(torch.zeros(self.vocab_size, device=ids.device, dtype=torch.float32))
+                if h.shape[0] == 0:  # empty text: nothing to weight (-inf stays 0 whatever the bias)
+                    rows.append(torch.full((self.vocab_size,), float("-inf"), device=ids.device))
                     continue
                 rows.append(head(h).float().amax(0))
-        logits = torch.stack(rows)
+        logits = torch.stack(rows) + self.term_bias
         features["token_embeddings"] = hidden.float()
         features["sentence_embedding"] = torch.log1p(torch.relu(logits))
         features["task"] = task or features.get("task")
@@ -127,6 +140,11 @@ class EchoDecoder(InputModule):
                             target_modules=list(target_modules), bias="none")
         self.auto_model = get_peft_model(self.auto_model, config)
 
+    def freeze_backbone(self) -> None:
+        """Train only ``term_bias``: the LM (body and head) gets no gradients."""
+        for p in self.auto_model.parameters():
+            p.requires_grad_(False)
+
     def get_sentence_embedding_dimension(self) -> int:
         return self.vocab_size
 
@@ -145,6 +163,9 @@ class EchoDecoder(InputModule):
             model = copy.deepcopy(model).merge_and_unload()
         model.save_pretrained(output_path, safe_serialization=safe_serialization)
         self.tokenizer.save_pretrained(output_path)
+        from safetensors.torch import save_file
+        save_file({"term_bias": self.term_bias.detach().float().cpu().contiguous()},
+                  os.path.join(output_path, self.bias_file_name))
         with open(os.path.join(output_path, self.config_file_name), "w") as f:
             json.dump(self.get_config_dict(), f, indent=2)
 
@@ -153,4 +174,16 @@ class EchoDecoder(InputModule):
         path = os.path.join(model_name_or_path, subfolder)
         with open(os.path.join(path, cls.config_file_name)) as f:
             config = json.load(f)
-        return cls(path, **config)
+        module = cls(path, **config)
+        bias_path = os.path.join(path, cls.bias_file_name)
+        if os.path.exists(bias_path):  # absent in folders saved before the bias existed: zero
+            from safetensors.torch import load_file
+            bias = load_file(bias_path).get("term_bias")
+            if bias is None or bias.shape != module.term_bias.shape:
+                raise ValueError(f"{bias_path}: expected a 'term_bias' tensor of shape "
+                                 f"({module.vocab_size},), found {None if bias is None else tuple(bias.shape)}")
+            if not torch.isfinite(bias).all():
+                raise ValueError(f"{bias_path}: term_bias has NaN or infinite entries")
+            with torch.no_grad():
+                module.term_bias.copy_(bias)
+        return module

@@ -1,0 +1,207 @@
+"""Dense retrieval: a sentence-transformers bi-encoder and an exact inner-product index.
+
+The embeddings live in ``<index>/dense/`` next to the sparse index, one row
+per document in the sparse index's own document numbering, so a dense hit
+and a sparse hit of the same document carry the same number and fusing
+lists needs no id lookups. Storage:
+
+* ``float32``: as encoded;
+* ``float16``: half the bytes; scores are computed in float32 chunks;
+* ``int8``: a quarter; each dimension ``j`` has its own scale
+  ``s_j = max_i |x_ij| / 127`` and ``x_ij ~ s_j * c_ij``. The scale is folded
+  into the query (``q . x ~ (q * s) . c``), so search multiplies the codes
+  as they are.
+
+Search is exact: ``scores = Q @ X.T`` in document chunks (bounded memory),
+top-k by ``argpartition``. With ``faiss`` installed and float32 storage,
+``use_faiss=True`` hands the product to ``faiss.IndexFlatIP`` instead.
+Nothing here imports torch; the encoder (:class:`DenseEncoder`) does, when
+a query is first encoded.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import IndexError_, ModelError
+
+FOLDER = "dense"
+CONFIG = "dense.json"
+FORMAT = 1
+DTYPES = ("float32", "float16", "int8")
+
+
+class DenseEncoder:
+    """A sentence-transformers bi-encoder by lsr name (``minilm``), folder or HF id."""
+
+    def __init__(self, name: str = "minilm", batch_size: int = 64, device: str | None = None,
+                 max_length: int | None = None):
+        from ..encoders.registry import resolve_model
+        resolved = resolve_model(name)
+        if resolved.kind not in (None, "dense"):
+            raise ModelError(f"model {name!r} is a {resolved.kind} model, not a dense bi-encoder")
+        from sentence_transformers import SentenceTransformer
+        self.name = name
+        self.model = SentenceTransformer(str(resolved.path), device=device or "cpu")
+        if max_length:
+            self.model.max_seq_length = int(max_length)
+        self.batch_size = int(batch_size)
+        dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        self.dim = int(dim())
+
+    def encode(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
+        emb = self.model.encode(list(texts), batch_size=self.batch_size, convert_to_numpy=True,
+                                show_progress_bar=progress)
+        emb = np.asarray(emb, dtype=np.float32)
+        if not np.isfinite(emb).all():
+            raise ModelError(f"dense model {self.name!r} produced NaN or infinite embeddings")
+        return emb
+
+    encode_queries = encode
+    encode_documents = encode
+
+
+class DenseIndex:
+    """Exact inner-product search over stored document embeddings."""
+
+    def __init__(self, data: np.ndarray, scale: np.ndarray | None, dtype: str, model: str,
+                 meta: dict | None = None):
+        if dtype not in DTYPES:
+            raise ValueError(f"dense dtype {dtype!r}; choose from {', '.join(DTYPES)}")
+        self.data, self.scale, self.dtype, self.model = data, scale, dtype, model
+        self.meta = meta or {}
+
+    def __len__(self) -> int:
+        return self.data.shape[0]
+
+    @property
+    def dim(self) -> int:
+        return self.data.shape[1]
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.data.nbytes + (self.scale.nbytes if self.scale is not None else 0))
+
+    # ---------------------------------------------------------------- build
+    @classmethod
+    def build(cls, embeddings: np.ndarray, dtype: str = "float32", model: str = "") -> "DenseIndex":
+        x = np.asarray(embeddings, dtype=np.float32)
+        if x.ndim != 2 or x.shape[0] == 0:
+            raise ValueError(f"dense embeddings must be a non-empty (documents, dim) array, got shape {x.shape}")
+        if not np.isfinite(x).all():
+            bad = int(np.argwhere(~np.isfinite(x))[0, 0])
+            raise ValueError(f"dense embedding of document number {bad} has NaN or infinite values")
+        if dtype == "float32":
+            return cls(np.ascontiguousarray(x), None, dtype, model)
+        if dtype == "float16":
+            return cls(x.astype(np.float16), None, dtype, model)
+        if dtype == "int8":
+            scale = np.abs(x).max(axis=0) / 127.0
+            scale[scale == 0] = 1.0  # an all-zero dimension: codes are 0 anyway
+            codes = np.clip(np.rint(x / scale), -127, 127).astype(np.int8)
+            return cls(codes, scale.astype(np.float32), dtype, model)
+        raise ValueError(f"dense dtype {dtype!r}; choose from {', '.join(DTYPES)}")
+
+    # --------------------------------------------------------------- search
+    def search(self, queries: np.ndarray, k: int = 10, chunk: int = 65536, use_faiss: bool = False):
+        """Top-k document numbers and scores, shape (n_queries, k); -1 / -inf pad."""
+        q = np.asarray(queries, dtype=np.float32)
+        if q.ndim == 1:
+            q = q[None, :]
+        if q.shape[1] != self.dim:
+            raise ValueError(f"query embeddings have dimension {q.shape[1]}, the dense index {self.dim}")
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        n, kk = len(self), min(int(k), len(self))
+        if use_faiss:
+            return self._faiss_search(q, int(k))
+        if self.scale is not None:
+            q = q * self.scale  # fold the per-dimension int8 scale into the query
+        best_s = np.full((len(q), 0), -np.inf, dtype=np.float32)
+        best_d = np.zeros((len(q), 0), dtype=np.int64)
+        for start in range(0, n, chunk):
+            block = np.asarray(self.data[start:start + chunk], dtype=np.float32)
+            s = q @ block.T
+            take = min(kk, s.shape[1])
+            part = np.argpartition(-s, take - 1, axis=1)[:, :take]
+            best_s = np.concatenate([best_s, np.take_along_axis(s, part, 1)], axis=1)
+            best_d = np.concatenate([best_d, part + start], axis=1)
+            if best_s.shape[1] > kk:
+                keep = np.argpartition(-best_s, kk - 1, axis=1)[:, :kk]
+                best_s, best_d = np.take_along_axis(best_s, keep, 1), np.take_along_axis(best_d, keep, 1)
+        order = np.lexsort((best_d, -best_s), axis=1) if best_s.size else np.zeros_like(best_d)
+        best_s, best_d = np.take_along_axis(best_s, order, 1), np.take_along_axis(best_d, order, 1)
+        return _pad(best_d, best_s, int(k))
+
+    def _faiss_search(self, q: np.ndarray, k: int):
+        try:
+            import faiss
+        except ImportError:
+            raise ImportError("use_faiss needs faiss: pip install faiss-cpu") from None
+        if self.dtype != "float32":
+            raise ValueError(f"faiss search takes float32 storage; this dense index is {self.dtype}")
+        if getattr(self, "_faiss", None) is None:
+            self._faiss = faiss.IndexFlatIP(self.dim)
+            self._faiss.add(np.ascontiguousarray(self.data, dtype=np.float32))
+        s, d = self._faiss.search(np.ascontiguousarray(q), min(k, len(self)))
+        return _pad(d.astype(np.int64), s.astype(np.float32), k)
+
+    def embeddings(self, numbers: np.ndarray) -> np.ndarray:
+        """Float32 embeddings (dequantised) of the given document numbers."""
+        x = np.asarray(self.data[np.asarray(numbers, dtype=np.int64)], dtype=np.float32)
+        return x * self.scale if self.scale is not None else x
+
+    # ------------------------------------------------------------ save/load
+    def save(self, folder) -> Path:
+        """Write ``folder`` (the index's ``dense/``); config last, so a partial write never loads."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        np.save(folder / "embeddings.npy", self.data)
+        if self.scale is not None:
+            np.save(folder / "scale.npy", self.scale)
+        cfg = {"format": FORMAT, "model": self.model, "dtype": self.dtype, "dim": self.dim, "docs": len(self),
+               **self.meta}
+        tmp = folder / (CONFIG + ".tmp")
+        tmp.write_text(json.dumps(cfg, indent=2))
+        os.replace(tmp, folder / CONFIG)
+        return folder
+
+    @classmethod
+    def load(cls, folder, n_docs: int | None = None) -> "DenseIndex":
+        folder = Path(folder)
+        path = folder / CONFIG
+        if not path.exists():
+            raise IndexError_(f"{folder.parent} has no dense index (build it with `lsr index ... --dense minilm`)")
+        try:
+            cfg = json.loads(path.read_text())
+        except ValueError as e:
+            raise IndexError_(f"{path}: not valid JSON ({e})") from None
+        if cfg.get("format") != FORMAT:
+            raise IndexError_(f"{path}: dense index format {cfg.get('format')!r}; this lsr reads {FORMAT}")
+        try:
+            data = np.load(folder / "embeddings.npy", mmap_mode="r")
+            scale = np.load(folder / "scale.npy") if cfg["dtype"] == "int8" else None
+        except (OSError, ValueError) as e:
+            raise IndexError_(f"{folder}: unreadable dense embeddings ({e})") from None
+        want = {"float32": np.float32, "float16": np.float16, "int8": np.int8}[cfg["dtype"]]
+        if data.dtype != want or data.shape != (cfg["docs"], cfg["dim"]):
+            raise IndexError_(f"{folder / 'embeddings.npy'}: {data.dtype} {data.shape}, the config says "
+                              f"{cfg['dtype']} ({cfg['docs']}, {cfg['dim']}); the file is truncated or replaced")
+        if n_docs is not None and cfg["docs"] != n_docs:
+            raise IndexError_(f"{folder}: {cfg['docs']} dense embeddings for {n_docs} indexed documents")
+        if scale is not None and scale.shape != (cfg["dim"],):
+            raise IndexError_(f"{folder / 'scale.npy'}: shape {scale.shape}, expected ({cfg['dim']},)")
+        meta = {k: v for k, v in cfg.items() if k not in ("format", "model", "dtype", "dim", "docs")}
+        return cls(data, scale, cfg["dtype"], cfg["model"], meta)
+
+
+def _pad(docs: np.ndarray, scores: np.ndarray, k: int):
+    if docs.shape[1] >= k:
+        return docs[:, :k], scores[:, :k]
+    pad = k - docs.shape[1]
+    return (np.concatenate([docs, np.full((len(docs), pad), -1, np.int64)], 1),
+            np.concatenate([scores, np.full((len(docs), pad), -np.inf, np.float32)], 1))
