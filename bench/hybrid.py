@@ -3,15 +3,19 @@
 For each collection an exact splade-tiny index is built with the dense
 (MiniLM) and BM25 lists beside it (cached in bench/out/hybrid/<name>/):
 
-    lsr index beir/scifact -m splade-tiny --index-type exact --dense minilm --bm25 -o ...
+    lsr index beir/scifact -m splade-tiny --index-type exact --dense minilm -o ...   # + the BM25 list
 
 Fusion settings (method, normalisation, weights) are tuned on scifact's
-train split and nfcorpus's dev split, never on test. The *recommended
-default* (what ``lsr search --dense`` does untuned) takes, for every list
-subset, the settings with the best mean over the two tuning splits; it is
-then applied unchanged to all four test sets, cranfield and med included
-(never used for tuning). Every row is compared with BM25 and with an
-untuned equal-weight min-max fusion of the same lists.
+train split and nfcorpus's dev split, never on test: "recommended" rows
+use, per list subset, the settings with the best mean over the two tuning
+splits, applied unchanged to all four test sets (cranfield and med are
+never used for tuning). PRF rows add Rocchio / Vector-PRF before, after or
+around fusion. The DEFAULT row is the configuration ``lsr search --dense``
+uses (lsr.retrieval.hybrid.RECOMMENDED): the 3-list fusion with or without
+PRF on some of its lists, chosen on the tuning splits (ties within TIE:
+the cheapest). Every row is compared with BM25, and the default also with
+an untuned equal-weight min-max fusion of the same lists and with the best
+single list.
 
     python bench/hybrid.py                      # all four collections
     python bench/hybrid.py --datasets scifact   # one

@@ -288,3 +288,14 @@ def test_dense_faiss_search_matches_numpy_when_faiss_is_installed():
     assert np.array_equal(a, b) and np.allclose(sa, sb, atol=1e-4)
     with pytest.raises(ValueError, match="faiss search takes float32 storage"):
         DenseIndex.build(x, "int8").search(q, 10, use_faiss=True)
+
+
+def test_the_recommended_default_is_the_one_the_benchmark_chose():
+    from conftest import ROOT
+
+    from lsr.retrieval import recommended
+    measured = json.loads((ROOT / "bench" / "out" / "hybrid.json").read_text())["default"]
+    assert recommended().to_json() == measured  # rerunning bench/hybrid.py and not updating RECOMMENDED fails here
+    # an index without the BM25 list keeps the other lists' weights and drops the BM25-only feedback
+    two = recommended(("sparse", "dense"))
+    assert two.lists == ("sparse", "dense") and two.weights == (0.2, 0.5) and two.prf is None

@@ -66,9 +66,7 @@ class HybridConfig:
             raise ValueError(f"depth must be >= 1, got {self.depth}")
 
     def to_json(self) -> dict:
-        d = asdict(self)
-        d["lists"], d["weights"] = list(self.lists), list(self.weights) if self.weights else None
-        return d
+        return json.loads(json.dumps(asdict(self)))  # tuples -> lists: what a JSON file gives back
 
     @classmethod
     def from_json(cls, d: dict) -> "HybridConfig":
