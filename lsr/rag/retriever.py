@@ -1,0 +1,105 @@
+"""`lsr.Retriever`: the search API a RAG application calls.
+
+    from lsr import Retriever
+    r = Retriever.load("indexes/scifact")              # sparse, or mode="hybrid" / "dense"
+    for hit in r.search("vitamin D and bone density", k=5):
+        print(hit.doc_id, hit.score, hit.title, hit.text[:80])
+
+Loading opens the index's memory-mapped arrays and nothing else: the query
+encoder (and the dense model, for hybrid) loads on the first query, so a
+process that only serves a torch-free inference-free index never imports
+torch. One Retriever may be shared by any number of threads: the index
+kernels keep per-thread scratch space and the lazy model loads are locked.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import QueryError
+
+MODES = ("sparse", "hybrid", "dense")
+
+
+@dataclass
+class RetrievedDoc:
+    """One hit: the document's id, score, title, text and metadata (empty when the store has none)."""
+
+    doc_id: str
+    score: float
+    title: str | None = None
+    text: str | None = None
+    metadata: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"doc_id": self.doc_id, "score": self.score, "title": self.title, "text": self.text,
+                "metadata": self.metadata}
+
+
+class Retriever:
+    """Search one index directory: its sparse list, its dense list, or the hybrid of its lists."""
+
+    def __init__(self, index_dir, mode: str = "sparse", config=None, verify: bool = False, **search_params):
+        from ..pipeline import Searcher
+        if mode not in MODES:
+            raise ValueError(f"mode {mode!r}; choose from {', '.join(MODES)}")
+        self.index_dir = Path(index_dir)
+        self.mode = mode
+        self.search_params = search_params  # seismic: query_cut, heap_factor, knn
+        if mode == "sparse" and config is None:
+            self._searcher = Searcher(self.index_dir, verify=verify)
+            self._hybrid = None
+        else:
+            from ..retrieval import HybridConfig, HybridSearcher
+            if config is None and mode == "dense":
+                config = HybridConfig(lists=("dense",))
+            self._hybrid = HybridSearcher(self.index_dir, config, verify=verify)
+            self._searcher = self._hybrid.main
+        self.docstore = self._searcher.docstore
+
+    @classmethod
+    def load(cls, index_dir, mode: str = "sparse", config=None, verify: bool = False, **search_params) -> "Retriever":
+        """Open ``index_dir``. ``verify`` checks every file's checksum (slower; off by default,
+        sizes and the manifest are always checked)."""
+        return cls(index_dir, mode, config, verify, **search_params)
+
+    def __len__(self) -> int:
+        return len(self._searcher.index)
+
+    def _numbers(self, queries: Sequence[str], k: int):
+        if k < 1:
+            raise QueryError(f"k must be >= 1, got {k}")
+        if self._hybrid is not None:
+            return self._hybrid.search_numbers(list(queries), k)
+        q = self._searcher.encode_queries(list(queries))
+        return self._searcher.index.search_numbers(q, k, **self.search_params)
+
+    def batch_search(self, queries: Sequence[str], k: int = 10) -> list[list[RetrievedDoc]]:
+        """Top-``k`` hits for each query (fewer when the index holds fewer matching documents)."""
+        if isinstance(queries, str):
+            raise QueryError("batch_search takes a list of queries; use search() for one")
+        if not queries:
+            return []
+        numbers, scores = self._numbers(queries, k)
+        flat = [int(n) for n in numbers.reshape(-1) if n >= 0]
+        ids = dict(zip(flat, self._searcher.index.doc_ids.take(np.array(flat, dtype=np.int64)))) if flat else {}
+        docs = dict(zip(flat, self.docstore.get(flat))) if self.docstore and flat else {}
+        out = []
+        for row_n, row_s in zip(numbers, scores):
+            hits = []
+            for n, s in zip(row_n, row_s):
+                if n < 0:
+                    continue
+                d = docs.get(int(n)) or {}
+                meta = {key: v for key, v in d.items() if key not in ("title", "text")}
+                hits.append(RetrievedDoc(str(ids[int(n)]), float(s), d.get("title"), d.get("text"), meta))
+            out.append(hits)
+        return out
+
+    def search(self, query: str, k: int = 10) -> list[RetrievedDoc]:
+        if not isinstance(query, str):
+            raise QueryError(f"query must be a string, got {type(query).__name__}")
+        return self.batch_search([query], k)[0]

@@ -1,0 +1,66 @@
+"""lsr.Retriever (issue 7, first part): the Python search API over a built index."""
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from lsr import Retriever
+from lsr.cli.app import app
+from lsr.errors import QueryError
+
+runner = CliRunner()
+MED_QUERIES = ["blood glucose in diabetic children", "kidney disease and hypertension",
+               "fatty acids in the liver", "the crystalline lens in vertebrates", "electron microscopy of cells",
+               "cancer of the breast", "oxygen consumption of the brain", "antibodies to viruses"]
+
+
+@pytest.mark.parametrize("kind", ["exact", "seismic"])
+def test_api_results_equal_the_cli_results(med_indexes, kind):
+    r = Retriever.load(med_indexes[kind])
+    assert len(r) == 1033
+    for q in MED_QUERIES[:4]:
+        res = runner.invoke(app, ["search", str(med_indexes[kind]), q, "--json", "-k", "10"])
+        assert res.exit_code == 0, res.output
+        cli = json.loads(res.stdout)["hits"]
+        api = r.search(q, k=10)
+        assert [h.doc_id for h in api] == [h["doc_id"] for h in cli]
+        assert np.allclose([h.score for h in api], [h["score"] for h in cli], atol=1e-5)
+        assert all(h.text for h in api)  # texts come from the document store
+    batch = r.batch_search(MED_QUERIES[:4], k=10)
+    assert [[h.doc_id for h in hits] for hits in batch] == [[h.doc_id for h in r.search(q, 10)] for q in MED_QUERIES[:4]]
+
+
+def test_eight_threads_get_the_sequential_results(med_indexes):
+    r = Retriever.load(med_indexes["seismic"])
+    queries = MED_QUERIES * 4
+    sequential = [[(h.doc_id, h.score) for h in r.search(q, 20)] for q in queries]
+    with ThreadPoolExecutor(8) as pool:
+        parallel = list(pool.map(lambda q: [(h.doc_id, h.score) for h in r.search(q, 20)], queries))
+    assert parallel == sequential
+
+
+def test_hybrid_and_dense_modes_and_errors(fixtures_dir, tmp_path):
+    out = tmp_path / "tiny"
+    res = runner.invoke(app, ["index", str(fixtures_dir / "tiny_corpus.jsonl"), "-m", "splade-tiny", "--dense",
+                              "minilm", "--index-type", "exact", "-o", str(out), "-q"])
+    assert res.exit_code == 0, res.output
+    hybrid = Retriever.load(out, mode="hybrid")
+    cli = json.loads(runner.invoke(app, ["search", str(out), "weak bones", "--dense", "--json", "-k", "3"]).stdout)
+    assert [(h.doc_id, round(h.score, 4)) for h in hybrid.search("weak bones", 3)] == \
+        [(h["doc_id"], round(h["score"], 4)) for h in cli["hits"]]
+    dense = Retriever.load(out, mode="dense")
+    hits = dense.search("lung damage from cigarettes", 2)
+    assert hits[0].doc_id == "d2" and hits[0].title == "Smoking"
+    with ThreadPoolExecutor(8) as pool:  # the lazy model loads are shared safely
+        got = list(pool.map(lambda q: [h.doc_id for h in hybrid.search(q, 3)], ["weak bones"] * 8))
+    assert all(g == got[0] for g in got)
+    with pytest.raises(QueryError, match="query is empty"):
+        hybrid.search("  ")
+    with pytest.raises(QueryError, match="k must be >= 1"):
+        hybrid.search("bones", k=0)
+    with pytest.raises(QueryError, match="takes a list"):
+        hybrid.batch_search("bones")
+    with pytest.raises(ValueError, match="mode 'fuzzy'"):
+        Retriever.load(out, mode="fuzzy")
