@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import shutil
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -139,10 +139,13 @@ def _texts_in_index_order(source, doc_ids) -> list[str]:
 
 @dataclass
 class Hit:
+    """One search result; ``metadata`` holds the document store's other fields (often none)."""
+
     doc_id: str
     score: float
     title: str | None = None
     text: str | None = None
+    metadata: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         d = {"doc_id": self.doc_id, "score": self.score}

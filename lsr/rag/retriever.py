@@ -13,30 +13,18 @@ kernels keep per-thread scratch space and the lazy model loads are locked.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from ..errors import QueryError
+from ..pipeline import Hit
 
 MODES = ("sparse", "hybrid", "dense")
 
 
-@dataclass
-class RetrievedDoc:
-    """One hit: the document's id, score, title, text and metadata (empty when the store has none)."""
-
-    doc_id: str
-    score: float
-    title: str | None = None
-    text: str | None = None
-    metadata: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return {"doc_id": self.doc_id, "score": self.score, "title": self.title, "text": self.text,
-                "metadata": self.metadata}
+RetrievedDoc = Hit  # what the RAG side calls a hit: doc_id, score, title, text, metadata
 
 
 class Retriever:
@@ -77,7 +65,7 @@ class Retriever:
         q = self._searcher.encode_queries(list(queries))
         return self._searcher.index.search_numbers(q, k, **self.search_params)
 
-    def batch_search(self, queries: Sequence[str], k: int = 10) -> list[list[RetrievedDoc]]:
+    def batch_search(self, queries: Sequence[str], k: int = 10) -> list[list[Hit]]:
         """Top-``k`` hits for each query (fewer when the index holds fewer matching documents)."""
         if isinstance(queries, str):
             raise QueryError("batch_search takes a list of queries; use search() for one")
@@ -95,11 +83,11 @@ class Retriever:
                     continue
                 d = docs.get(int(n)) or {}
                 meta = {key: v for key, v in d.items() if key not in ("title", "text")}
-                hits.append(RetrievedDoc(str(ids[int(n)]), float(s), d.get("title"), d.get("text"), meta))
+                hits.append(Hit(str(ids[int(n)]), float(s), d.get("title"), d.get("text"), meta))
             out.append(hits)
         return out
 
-    def search(self, query: str, k: int = 10) -> list[RetrievedDoc]:
+    def search(self, query: str, k: int = 10) -> list[Hit]:
         if not isinstance(query, str):
             raise QueryError(f"query must be a string, got {type(query).__name__}")
         return self.batch_search([query], k)[0]
