@@ -64,3 +64,46 @@ def test_hybrid_and_dense_modes_and_errors(fixtures_dir, tmp_path):
         hybrid.batch_search("bones")
     with pytest.raises(ValueError, match="mode 'fuzzy'"):
         Retriever.load(out, mode="fuzzy")
+
+
+def _hits(texts):
+    from lsr.pipeline import Hit
+    return [Hit(f"d{i}", 1.0 / (i + 1), f"Title {i}", t) for i, t in enumerate(texts)]
+
+
+def test_packing_respects_the_budget_and_never_cuts_a_citation_marker():
+    import re
+
+    from transformers import AutoTokenizer
+
+    from lsr.encoders import resolve_model
+    from lsr.rag.pack import count_words, pack
+    rng = np.random.default_rng(0)
+    vocab = ["vitamin", "bone", "density", "fracture", "risk", "[", "]", "1", "(", "trial", "cohort", "dose", ","]
+    texts = [" ".join(rng.choice(vocab, size=int(rng.integers(5, 80)))) for _ in range(12)]
+    bert = AutoTokenizer.from_pretrained(str(resolve_model("splade-tiny").path))
+    counters = {"words": count_words, "bert": lambda t: len(bert(t, add_special_tokens=False)["input_ids"])}
+    for name, count in counters.items():
+        for budget in (1, 5, 12, 40, 100, 333, 10_000):
+            p = pack(_hits(texts), budget, count_tokens=count)
+            assert p.tokens <= budget and count(p.context) == p.tokens, (name, budget)
+            markers = re.findall(r"(?:^|\n\n)\[(\d+)\] ", p.context)
+            assert [int(m) for m in markers] == list(p.citations) == list(range(1, len(p.citations) + 1))
+            assert all(p.citations[i] == f"d{i - 1}" for i in p.citations)  # rank order, ids resolved
+            if budget == 10_000:
+                assert len(p.citations) == 12 and "…" not in p.context  # everything fits whole
+    assert pack(_hits(texts), 1).context == ""  # no room for a marker and some text: nothing, not "[1"
+    with pytest.raises(ValueError, match="token budget must be >= 1"):
+        pack(_hits(texts), 0)
+
+
+def test_dedupe_keeps_the_better_ranked_of_near_duplicates():
+    from lsr.rag.pack import dedupe
+    base = "Vitamin D supplementation did not reduce the risk of hip fracture in older adults in this trial."
+    hits = _hits([base, "Smoking damages the lungs.", base + " ", base.replace("trial", "trial."),
+                  "Vitamin D and calcium for bones."])
+    hits[2].title = hits[0].title
+    hits[3].title = hits[0].title
+    kept = dedupe(hits)
+    assert [h.doc_id for h in kept] == ["d0", "d1", "d4"]
+    assert [h.doc_id for h in dedupe(hits, threshold=1.01)] == ["d0", "d1", "d2", "d3", "d4"]  # nothing is 101% alike

@@ -1,4 +1,5 @@
-"""Retrieval for RAG applications: :class:`Retriever` (more to come: packing, generation, adapters)."""
-from .retriever import Retriever, RetrievedDoc
+"""Retrieval for RAG applications: :class:`Retriever`, and post-retrieval selection (:func:`dedupe`, :func:`pack`)."""
+from .pack import Packed, dedupe, pack
+from .retriever import RetrievedDoc, Retriever
 
-__all__ = ["Retriever", "RetrievedDoc"]
+__all__ = ["Retriever", "RetrievedDoc", "dedupe", "pack", "Packed"]
