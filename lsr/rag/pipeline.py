@@ -4,8 +4,11 @@ The generator is any callable ``prompt -> text``. The default,
 :class:`LocalGenerator`, runs the bundled SmolLM2-135M-Instruct with
 transformers on the local machine (greedy decoding, so an answer is
 reproducible); no API key, no network. A 135M model writes short, often
-shallow answers: it is the offline default, not a recommendation; pass
-any stronger model's callable.
+shallow answers, may state things the passages do not say, and rarely
+writes citation markers itself (on a scifact claim it answered fluently
+without any "[n]"): it is the offline default, not a recommendation; pass
+any stronger model's callable. ``Answer.citations`` always lists the
+passages it was given; ``Answer.cited`` only those its text names.
 """
 from __future__ import annotations
 
@@ -38,7 +41,8 @@ class Answer:
 class LocalGenerator:
     """A causal LM run locally (default: the bundled SmolLM2-135M-Instruct), greedy decoding."""
 
-    def __init__(self, model: str = "smollm2-135m", max_new_tokens: int = 160, device: str | None = None):
+    def __init__(self, model: str = "smollm2-135m", max_new_tokens: int = 160, device: str | None = None,
+                 repetition_penalty: float = 1.3, no_repeat_ngram_size: int = 4):
         from ..encoders.registry import resolve_model
         resolved = resolve_model(model)
         if resolved.kind not in (None, "causal-lm"):
@@ -49,6 +53,8 @@ class LocalGenerator:
         if device:
             self.model.to(device)
         self.max_new_tokens = int(max_new_tokens)
+        # Greedy decoding of a small model loops ("1. <question> 2. <question> ..."); these two stop that.
+        self.repetition_penalty, self.no_repeat_ngram_size = float(repetition_penalty), int(no_repeat_ngram_size)
         self._lock = threading.Lock()  # generate() is not meant to run concurrently on one model
 
     def count_tokens(self, text: str) -> int:
@@ -64,6 +70,8 @@ class LocalGenerator:
         ids = {k: v.to(self.model.device) for k, v in ids.items()}
         with self._lock, torch.inference_mode():
             out = self.model.generate(**ids, max_new_tokens=self.max_new_tokens, do_sample=False,
+                                      repetition_penalty=self.repetition_penalty,
+                                      no_repeat_ngram_size=self.no_repeat_ngram_size,
                                       pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id)
         return self.tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True).strip()
 
