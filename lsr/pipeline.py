@@ -63,6 +63,9 @@ def build_index(dataset: str | Dataset, model: str | None, output, index_type: s
             raise DataError(f"{dataset}: encoding is incomplete; rerun `lsr encode` to finish it")
         if model and model != pre_encoded["model"]:
             raise ModelError(f"{dataset} was encoded with {pre_encoded['model']!r}, not {model!r}")
+        if pre_encoded.get("kind") == "bm25":
+            raise DataError(f"{dataset}: BM25 vectors need the statistics of their corpus; "
+                            "index the dataset itself with --model bm25")
         shards, encoder_info = shard_paths(Path(dataset)), pre_encoded
         try:
             docs_source = load_dataset(pre_encoded["dataset"])
@@ -107,10 +110,7 @@ def build_index(dataset: str | Dataset, model: str | None, output, index_type: s
         if bm25:
             build_index(docs_source, "bm25", tmp / "lexical", index_type="exact", progress=progress,
                         keep_vectors=False)
-        if encoder_info.get("kind") == "bm25":
-            if pre_encoded is not None:
-                raise DataError(f"{dataset}: BM25 vectors need the statistics of their corpus; "
-                                "index the dataset itself with --model bm25")
+        if encoder_info.get("kind") == "bm25":  # never pre-encoded (refused above): the encoder is at hand
             encoder.save(tmp / "bm25")
         if docs_source is not None:
             write_docstore(tmp, docs_source.docs(), index.doc_ids)
@@ -162,6 +162,7 @@ class Searcher:
         self.index_dir = Path(index_dir)
         self.docstore = DocStore.load(self.index_dir)
         info = self.index.manifest.get("encoder") or {}
+        self.encoder_kind = info.get("kind")
         self.model_name = model or info.get("name")
         self.max_length = int(info.get("max_length", 256))
         self._encoder = None
@@ -173,7 +174,7 @@ class Searcher:
             if self._encoder is None:
                 if not self.model_name:
                     raise ModelError(f"{self.index_dir} does not record its model; pass one explicitly")
-                if (self.index.manifest.get("encoder") or {}).get("kind") == "bm25":
+                if self.encoder_kind == "bm25":
                     from .retrieval.bm25 import BM25Encoder  # the corpus statistics saved with the index
                     self._encoder = BM25Encoder.load(self.index_dir / "bm25")
                 else:

@@ -145,3 +145,17 @@ def test_lsr_ask_answers_with_the_bundled_generator(fixtures_dir, tmp_path):
     assert set(a["cited"]) <= {s["doc_id"] for s in a["sources"]}
     res = runner.invoke(app, ["ask", str(out), "x", "--mode", "fuzzy"])
     assert res.exit_code == 1 and "mode 'fuzzy'" in res.output
+
+
+def test_rag_refuses_a_prompt_without_slots_and_a_generator_that_is_not_a_causal_lm(fixtures_dir, tmp_path):
+    from lsr.errors import ModelError
+    from lsr.pipeline import build_index
+    from lsr.rag.pipeline import LocalGenerator, RAGPipeline
+    out = tmp_path / "tiny"
+    build_index(str(fixtures_dir / "tiny_corpus.jsonl"), "bm25", out, index_type="exact", progress=False)
+    with pytest.raises(ValueError, match=r"needs \{context\} and \{question\}"):
+        RAGPipeline(Retriever.load(out), lambda p: p, prompt="Answer: {question}")
+    with pytest.raises(ModelError, match="generator 'minilm' is a dense model, not a causal LM"):
+        LocalGenerator("minilm")
+    res = runner.invoke(app, ["ask", str(out), "  "])
+    assert res.exit_code == 1 and "question is empty" in res.output

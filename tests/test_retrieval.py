@@ -299,3 +299,43 @@ def test_the_recommended_default_is_the_one_the_benchmark_chose():
     # an index without the BM25 list keeps the other lists' weights and drops the BM25-only feedback
     two = recommended(("sparse", "dense"))
     assert two.lists == ("sparse", "dense") and two.weights == (0.2, 0.5) and two.prf is None
+
+
+def test_bad_inputs_to_the_retrieval_stack_name_what_is_wrong(fixtures_dir, tmp_path):
+    from lsr.encoders.shards import encode_corpus
+    from lsr.errors import ModelError
+    from lsr.data import load_dataset
+    from lsr.retrieval import HybridConfig
+    from lsr.retrieval.bm25 import parse_bm25_name
+    from lsr.retrieval.dense import DenseIndex
+    corpus = str(fixtures_dir / "tiny_corpus.jsonl")
+    with pytest.raises(ModelError, match="unknown BM25 option 'k3'"):
+        parse_bm25_name("bm25:k3=1")
+    with pytest.raises(ModelError, match="no BM25 statistics"):
+        BM25Encoder.load(tmp_path)
+    enc = BM25Encoder.fit(["a text", "another text"])
+    enc.save(tmp_path / "stats")
+    cfg = json.loads((tmp_path / "stats" / "bm25.json").read_text())
+    (tmp_path / "stats" / "bm25.json").write_text(json.dumps({**cfg, "format": 99}))
+    with pytest.raises(ModelError, match="BM25 statistics format 99; this lsr reads 1"):
+        BM25Encoder.load(tmp_path / "stats")
+    # BM25 vectors encoded apart from their statistics cannot be indexed
+    encode_corpus(load_dataset(corpus), enc, tmp_path / "vectors", progress=False)
+    res = runner.invoke(app, ["index", str(tmp_path / "vectors"), "-o", str(tmp_path / "x"), "-q"])
+    assert res.exit_code == 1 and "BM25 vectors need the statistics of their corpus" in res.output
+    for opts, message in ((["--dense", "minilm", "--dense-dtype", "int4"], "dense dtype 'int4'"),
+                          (["--dense", "splade-tiny"], "is a splade model, not a dense bi-encoder")):
+        res = runner.invoke(app, ["index", corpus, "-m", "bm25", "-o", str(tmp_path / "y"), "-q", *opts])
+        assert res.exit_code == 1 and message in res.output, res.output
+    with pytest.raises(Exception, match="has no dense index"):
+        DenseIndex.load(tmp_path / "nowhere" / "dense")
+    with pytest.raises(ValueError, match="one non-negative weight per list"):
+        HybridConfig(lists=("sparse", "dense"), weights=(1.0,))
+    with pytest.raises(ValueError, match=r"choose distinct names from sparse, dense, bm25"):
+        HybridConfig(lists=("sparse", "splade"))
+    with pytest.raises(ValueError, match="PRF needs fb_docs >= 1"):
+        PRF(fb_docs=0)
+    out = tmp_path / "idx"
+    assert runner.invoke(app, ["index", corpus, "-m", "bm25", "--index-type", "exact", "-o", str(out), "-q"]).exit_code == 0
+    res = runner.invoke(app, ["search", str(out), "bones", "--weights", "a,b"])
+    assert res.exit_code == 1 and "--weights 'a,b': give numbers separated by commas" in res.output

@@ -327,17 +327,16 @@ def ask(
 
     [b]Example[/b]: lsr ask indexes/scifact "Does vitamin D prevent fractures?"
     """
+    from ..errors import QueryError
     from ..rag import Retriever
     from ..rag.pipeline import LocalGenerator, RAGPipeline
     from ..retrieval.hybrid import available_lists
-    if not question.strip():
-        from ..errors import QueryError
+    if not question.strip():  # before loading the generator
         raise QueryError("question is empty")
     mode = mode or ("hybrid" if "dense" in available_lists(index_dir) else "sparse")
     try:
         retriever = Retriever.load(index_dir, mode=mode)
     except ValueError as e:
-        from ..errors import QueryError
         raise QueryError(str(e)) from None
     answer = RAGPipeline(retriever, LocalGenerator(generator, max_new_tokens), k=k, budget=budget).ask(question)
     if as_json:

@@ -8,7 +8,8 @@ def load_encoder(name: str, max_length: int = 256, batch_size: int = 32, device:
     local folder or Hugging Face id."""
     from .compose import build, parse_name
     from .splade import SpladeEncoder
-    if name and (str(name) == "bm25" or str(name).startswith("bm25:")):
+    from ..retrieval.bm25 import is_bm25_name
+    if is_bm25_name(name):
         raise ModelError(f"{name!r} is fitted on a corpus, not loaded: build an index with "
                          f"`lsr index DATASET --model {name}` (lsr.retrieval.bm25.BM25Encoder.fit in Python)")
     spec = parse_name(name)

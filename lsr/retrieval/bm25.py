@@ -201,9 +201,14 @@ class BM25Encoder:
                    cfg["stemmer"], query_weights or cfg["query_weights"])
 
 
+def is_bm25_name(name) -> bool:
+    """Whether a model name asks for BM25 (``bm25`` or ``bm25:OPTIONS``) rather than a model."""
+    return bool(name) and (str(name) == "bm25" or str(name).startswith("bm25:"))
+
+
 def parse_bm25_name(name: str | None) -> dict | None:
     """``bm25`` or ``bm25:k1=1.2,b=0.75,stemmer=none,stopwords=none,query=binary`` -> fit options."""
-    if not name or not (name == "bm25" or name.startswith("bm25:")):
+    if not is_bm25_name(name):
         return None
     opts: dict = {}
     body = name[5:] if name.startswith("bm25:") else ""
