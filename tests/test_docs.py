@@ -3,7 +3,7 @@ import re
 
 import pytest
 
-from conftest import ROOT, needs_shared
+from conftest import ROOT, SHARED, needs_shared
 
 BLOCKS = [(p.relative_to(ROOT).as_posix(), i, code)
           for p in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -14,4 +14,7 @@ BLOCKS = [(p.relative_to(ROOT).as_posix(), i, code)
 @pytest.mark.parametrize("path,i,code", BLOCKS, ids=[f"{p}#{i}" for p, i, _ in BLOCKS])
 def test_doc_example_runs(path, i, code, monkeypatch, capsys):
     monkeypatch.chdir(ROOT)
+    # The docs use the standard layout (../shared/data next to the checkout); `make test SHARED=...`
+    # may point elsewhere, so run the example against that folder.
+    code = code.replace('"../shared/data', f'"{SHARED.as_posix()}')
     exec(compile(code, f"{path}#python-block-{i}", "exec"), {})
