@@ -151,7 +151,18 @@ class Hit:
         d = {"doc_id": self.doc_id, "score": self.score}
         if self.title:
             d["title"] = self.title
+        if self.metadata:
+            d["metadata"] = self.metadata
         return d
+
+
+def hits_for(doc_ids, docstore, numbers, scores) -> list[Hit]:
+    """One query's (numbers, scores) row as Hits with the stored title, text and metadata."""
+    keep = [(int(n), float(s)) for n, s in zip(numbers, scores) if n >= 0]
+    ids = doc_ids.take(np.array([n for n, _ in keep], dtype=np.int64))
+    docs = docstore.get([n for n, _ in keep]) if docstore else [None] * len(keep)
+    return [Hit(str(i), s, d["title"] if d else None, d["text"] if d else None, d["metadata"] if d else {})
+            for i, (_, s), d in zip(ids, keep, docs)]
 
 
 class Searcher:
@@ -167,6 +178,37 @@ class Searcher:
         self.max_length = int(info.get("max_length", 256))
         self._encoder = None
         self._lock = threading.Lock()
+        self._masks: dict[str, np.ndarray] = {}  # recent filters' masks, by canonical JSON
+
+    MASK_CACHE = 32
+
+    def allowed(self, where: dict | None):
+        """The bool mask (one entry per document) that ``where`` selects; None for no filter.
+
+        Masks are cached: a RAG application tends to repeat a few filters,
+        and evaluating one reads its columns from the document store.
+        """
+        if where is None:
+            return None
+        import json
+
+        from .index.filters import compile_where
+        try:
+            key = json.dumps(where, sort_keys=True, default=str)
+        except (TypeError, ValueError):
+            key = None
+        mask = self._masks.get(key) if key is not None else None
+        if mask is None:
+            from .index.docs import FilterColumns
+            columns = FilterColumns(self.docstore, self.index.doc_ids)
+            mask = compile_where(where, columns, len(self.index))
+            mask.setflags(write=False)
+            if key is not None:
+                with self._lock:
+                    if len(self._masks) >= self.MASK_CACHE:
+                        self._masks.pop(next(iter(self._masks)))
+                    self._masks[key] = mask
+        return mask
 
     @property
     def encoder(self):
@@ -192,18 +234,18 @@ class Searcher:
                 raise QueryError("query is empty" if len(texts) == 1 else f"query {i} is empty")
         return self.encoder.encode_queries(list(texts))
 
-    def batch_search(self, texts: Sequence[str], k: int = 10, threads: int | None = None, **params):
+    def batch_search(self, texts: Sequence[str], k: int = 10, threads: int | None = None,
+                     where: dict | None = None, **params):
         """(doc_ids, scores) arrays of shape (n_queries, k); ``params`` go to the index
-        (query_cut, heap_factor for a seismic index; its stored defaults otherwise)."""
-        return self.index.batch_search(self.encode_queries(texts), k, threads=threads, **params)
+        (query_cut, heap_factor for a seismic index; its stored defaults otherwise);
+        ``where`` filters on metadata (:mod:`lsr.index.filters`)."""
+        return self.index.batch_search(self.encode_queries(texts), k, threads=threads,
+                                       allowed=self.allowed(where), **params)
 
-    def search(self, text: str, k: int = 10, **params) -> list[Hit]:
-        numbers, scores = self.index.search_numbers(self.encode_queries([text]), k, threads=1, **params)
-        keep = [(int(n), float(s)) for n, s in zip(numbers[0], scores[0]) if n >= 0]
-        ids = self.index.doc_ids.take([n for n, _ in keep])
-        docs = self.docstore.get([n for n, _ in keep]) if self.docstore else [None] * len(keep)
-        return [Hit(str(i), s, d["title"] if d else None, d["text"] if d else None)
-                for i, (_, s), d in zip(ids, keep, docs)]
+    def search(self, text: str, k: int = 10, where: dict | None = None, **params) -> list[Hit]:
+        numbers, scores = self.index.search_numbers(self.encode_queries([text]), k, threads=1,
+                                                    allowed=self.allowed(where), **params)
+        return hits_for(self.index.doc_ids, self.docstore, numbers[0], scores[0])
 
 
 def evaluate_index(searcher: Searcher, dataset: Dataset, metrics=None, k: int | None = None,

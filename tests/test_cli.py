@@ -40,7 +40,8 @@ def test_search_json_contract(tiny_index):
     hits = json.loads(res.stdout)["hits"]
     assert [h["doc_id"] for h in hits][0] == "d1"
     assert hits[0]["title"] == "Vitamin D" and hits[0]["score"] > hits[1]["score"] > 0
-    assert set(hits[0]) == {"doc_id", "score", "title"}
+    assert set(hits[0]) == {"doc_id", "score", "title", "metadata"}  # metadata: only when the document has some
+    assert hits[0]["metadata"] == {"year": 2020, "tags": ["nutrition", "bones"]}
 
 
 def test_search_table(tiny_index):

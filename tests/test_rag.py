@@ -159,3 +159,50 @@ def test_rag_refuses_a_prompt_without_slots_and_a_generator_that_is_not_a_causal
         LocalGenerator("minilm")
     res = runner.invoke(app, ["ask", str(out), "  "])
     assert res.exit_code == 1 and "question is empty" in res.output
+
+
+def test_post_hoc_citation_marks_supported_sentences_and_reports_the_rest():
+    from lsr.rag.cite import Citer, split_sentences
+    passages = {1: "Vitamin D deficiency is linked to weak bones and fractures.",
+                2: "Smoking damages the lungs and raises the risk of cancer.",
+                3: "Regular exercise strengthens bones and the heart."}
+    answer = ("Vitamin D deficiency leads to weak bones and fractures. Smoking is fine.\n\n"
+              "1. The moon is made of cheese! Exercise strengthens the heart [2].")
+    assert split_sentences(answer) == ["Vitamin D deficiency leads to weak bones and fractures.", "Smoking is fine.",
+                                       "1. The moon is made of cheese!", "Exercise strengthens the heart [2]."]
+    text, statements = Citer()(answer, passages)
+    # the marker goes before the full stop; layout (the blank line, the list number) is kept
+    assert text == ("Vitamin D deficiency leads to weak bones and fractures [1]. Smoking is fine.\n\n"
+                    "1. The moon is made of cheese! Exercise strengthens the heart [2].")
+    assert [(s.by, s.cited) for s in statements] == [("post-hoc", [1]), (None, []), (None, []), ("generator", [2])]
+    assert statements[0].support == pytest.approx(5 / 6)  # vitamin, d, defici, weak, bone, fractur; not "lead"
+    assert statements[1].support == 0.5  # one shared word of two: not support
+    assert statements[3].support == 0.0  # the generator's (wrong) citation is kept; its support shows it is wrong
+    with pytest.raises(ValueError, match="min_support"):
+        Citer(min_support=0)
+
+
+def test_rag_pipeline_cites_post_hoc_by_default(fixtures_dir, tmp_path):
+    from lsr.pipeline import build_index
+    from lsr.rag.pipeline import RAGPipeline
+    out = tmp_path / "tiny"
+    build_index(str(fixtures_dir / "tiny_corpus.jsonl"), "bm25", out, index_type="exact", progress=False)
+
+    def generator(prompt):  # no markers, one supported sentence, one invented
+        return "Vitamin D deficiency causes weak bones. Bananas cure fractures overnight."
+
+    r = Retriever.load(out)
+    a = RAGPipeline(r, generator, k=3, budget=200).ask("vitamin d weak bones")
+    assert a.answer == "Vitamin D deficiency causes weak bones [1]. Bananas cure fractures overnight."
+    assert a.cited == ["d1"] and a.unsupported == ["Bananas cure fractures overnight."]
+    assert a.generated == generator("")
+    plain = RAGPipeline(r, generator, k=3, budget=200, cite="generator").ask("vitamin d weak bones")
+    assert plain.answer == generator("") and plain.cited == [] and plain.unsupported == a.unsupported
+    d = a.to_dict()
+    assert d["statements"][0] == {"text": "Vitamin D deficiency causes weak bones [1].", "cited": [1], "by": "post-hoc",
+                                  "support": 0.8}  # vitamin, deficiency, weak, bones of 5 ("causes" is not)
+    # the filter reaches the retriever: only 2018 documents are packed
+    f = RAGPipeline(r, generator, k=3, budget=200).ask("vitamin d weak bones smoking", where={"year": 2018})
+    assert list(f.citations.values()) == ["d2"] and f.cited == []
+    with pytest.raises(ValueError, match="cite 'always'"):
+        RAGPipeline(r, generator, cite="always")

@@ -157,25 +157,30 @@ def search(
     fb_docs: Optional[int] = typer.Option(None, "--fb-docs", min=1, help="PRF: feedback documents"),
     fb_terms: Optional[int] = typer.Option(None, "--fb-terms", min=0, help="PRF: expansion terms (sparse)"),
     prf_beta: Optional[float] = typer.Option(None, "--prf-beta", min=0.0, help="PRF: weight of the feedback"),
+    where: Optional[str] = typer.Option(None, "--where", help='metadata filter as JSON, e.g. \'{"year": 2020}\' '
+                                        "or '{\"doc_id\": {\"$in\": [\"1\", \"2\"]}}' (docs/rag.md)"),
 ):
     """Search an index with a text query.
 
     [b]Example[/b]: lsr search indexes/scifact "vitamin D and bone density" -k 5
     """
     from ..errors import QueryError
+    from ..index.filters import parse_where
     from ..pipeline import Searcher
     if not query.strip():
         raise QueryError("query is empty")
+    where_ = parse_where(where) if where is not None else None
     hybrid = _hybrid_config(index_dir, dense, lists, fusion, norm, weights, prf, fb_docs, fb_terms, prf_beta)
     if hybrid is not None:
         from ..retrieval import HybridSearcher
-        hits = HybridSearcher(index_dir, hybrid).search(query, k)
+        hits = HybridSearcher(index_dir, hybrid).search(query, k, where=where_)
     else:
         s = Searcher(index_dir)
+        s.allowed(where_)  # a bad filter fails before the model loads
         n_tokens = s.encoder.token_length(query)
         if s.max_length and n_tokens > s.max_length:  # 0: no limit (bm25)
             _err(f"warning: query is {n_tokens} tokens; only the first {s.max_length} are used")
-        hits = s.search(query, k, **_search_params(query_cut, heap_factor, knn))
+        hits = s.search(query, k, where=where_, **_search_params(query_cut, heap_factor, knn))
     if as_json:
         typer.echo(json.dumps({"hits": [h.to_dict() for h in hits]}))
         return
@@ -321,6 +326,9 @@ def ask(
     generator: str = typer.Option("smollm2-135m", "--generator", help="local causal LM (bundled name, folder, HF id)"),
     max_new_tokens: int = typer.Option(160, "--max-new-tokens", min=1, help="answer length limit"),
     as_json: bool = typer.Option(False, "--json", help='print {"answer", "cited", "sources"}'),
+    where: Optional[str] = typer.Option(None, "--where", help='metadata filter as JSON, e.g. \'{"year": 2020}\''),
+    cite: str = typer.Option("post-hoc", "--cite", help="post-hoc: also cite each uncited sentence's supporting "
+                             "passage; generator: only the markers the generator wrote"),
 ):
     """Answer a question from an index: retrieve, pack passages with numbered citations,
     generate locally (offline, no API key), and list the sources.
@@ -328,17 +336,23 @@ def ask(
     [b]Example[/b]: lsr ask indexes/scifact "Does vitamin D prevent fractures?"
     """
     from ..errors import QueryError
+    from ..index.filters import parse_where
     from ..rag import Retriever
     from ..rag.pipeline import LocalGenerator, RAGPipeline
     from ..retrieval.hybrid import available_lists
     if not question.strip():  # before loading the generator
         raise QueryError("question is empty")
+    where_ = parse_where(where) if where is not None else None
     mode = mode or ("hybrid" if "dense" in available_lists(index_dir) else "sparse")
     try:
         retriever = Retriever.load(index_dir, mode=mode)
     except ValueError as e:
         raise QueryError(str(e)) from None
-    answer = RAGPipeline(retriever, LocalGenerator(generator, max_new_tokens), k=k, budget=budget).ask(question)
+    retriever.allowed(where_)  # a bad filter fails before the generator loads
+    if cite not in ("post-hoc", "generator"):
+        raise QueryError(f"--cite {cite!r}; choose post-hoc or generator")
+    answer = RAGPipeline(retriever, LocalGenerator(generator, max_new_tokens), k=k,
+                         budget=budget, cite=cite).ask(question, where=where_)
     if as_json:
         typer.echo(json.dumps(answer.to_dict()))
         return
@@ -348,6 +362,10 @@ def ask(
     for n, doc in answer.citations.items():
         mark = "*" if doc in answer.cited else " "
         typer.echo(f" {mark}[{n}] {doc}  {titles.get(doc) or ''}")
+    if answer.unsupported:
+        typer.echo("\nNot supported by any passage (check these):")
+        for sentence in answer.unsupported:
+            typer.echo(f"  - {sentence}")
 
 
 @app.command(name="tune-hybrid")

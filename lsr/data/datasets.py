@@ -69,7 +69,10 @@ class IrDatasetsDataset(Dataset):
             text = getattr(d, "text", None)
             if text is None:
                 text = d.default_text()
-            yield Doc(d.doc_id, text, getattr(d, "title", "") or "")
+            # The record's other plain fields (nfcorpus: url; cranfield: author, bib) are its metadata.
+            meta = {f: v for f, v in zip(d._fields, d) if f not in ("doc_id", "text", "title")
+                    and isinstance(v, (str, int, float, bool)) and v != ""}
+            yield Doc(d.doc_id, text, getattr(d, "title", "") or "", meta)
 
     def docs_count(self) -> int | None:
         try:

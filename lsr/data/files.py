@@ -116,7 +116,12 @@ def iter_docs_file(path: Path) -> Iterator[Doc]:
     for line_no, obj in records:
         doc_id = _pick(obj, ID_FIELDS, path, line_no, "id")
         text = _pick(obj, TEXT_FIELDS, path, line_no, "text")
-        meta = {k: v for k, v in obj.items() if k not in _RESERVED}
+        meta = {k: v for k, v in obj.items() if k not in _RESERVED and k != "metadata"}
+        nested = obj.get("metadata")
+        if isinstance(nested, dict):  # BEIR's corpus.jsonl keeps extra fields under "metadata"
+            meta.update({k: v for k, v in nested.items() if k not in meta})
+        elif nested is not None:
+            meta["metadata"] = nested
         yield Doc(doc_id, text, str(obj.get("title") or ""), meta)
 
 

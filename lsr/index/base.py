@@ -17,6 +17,9 @@ from . import storage
 from .docs import DocIds
 
 VOCAB_FILE = "vocab.json"
+# The kernels' "no filter" (an empty mask): one shared array, so numba sees
+# the same argument types with and without a filter and compiles once.
+NO_FILTER = np.zeros(0, dtype=np.bool_)
 
 
 def resolve_threads(threads: int | None) -> int:
@@ -135,10 +138,22 @@ class BaseIndex:
             raise QueryError("query vectors use a different vocabulary than the index (encoded with another model?)")
         return q
 
-    def search_numbers(self, queries, k: int = 10, threads: int | None = None, **params):
-        """Top-k internal doc numbers and scores, shape (n_queries, k); -1 / -inf pad."""
+    def search_numbers(self, queries, k: int = 10, threads: int | None = None, allowed=None, **params):
+        """Top-k internal doc numbers and scores, shape (n_queries, k); -1 / -inf pad.
+
+        ``allowed`` (a bool array, one entry per document, e.g. from
+        :func:`lsr.index.filters.compile_where`) restricts the search to the
+        documents it marks: the kernels skip the others while scanning, so
+        the top k are the best *allowed* documents, not a post-filtered top k.
+        """
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
+        if allowed is not None:
+            allowed = np.asarray(allowed)
+            if allowed.dtype != np.bool_ or allowed.shape != (len(self),):
+                raise QueryError(f"allowed must be a bool array of shape ({len(self)},), "
+                                 f"got {allowed.dtype} {allowed.shape}")
+            params["allowed"] = np.ascontiguousarray(allowed)
         q = self.check_queries(queries)
         scores = np.empty((len(q), int(k)), dtype=np.float32)
         docs = np.empty((len(q), int(k)), dtype=np.int64)

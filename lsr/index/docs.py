@@ -5,7 +5,9 @@ turning search results into ids or titles is a ``take`` on the row numbers.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -16,6 +18,7 @@ from ..errors import DataError, IndexError_
 
 DOC_IDS = "doc_ids.parquet"
 DOCSTORE = "docs.parquet"
+METADATA = "metadata.parquet"
 
 
 class DocIds:
@@ -109,10 +112,13 @@ class DocIds:
 
 
 def write_docstore(folder: Path, docs: Iterable, doc_ids: DocIds, batch: int = 8192) -> None:
-    """Write titles and texts in index order; refuses a corpus whose order differs."""
+    """Write titles and texts (``docs.parquet``) and the documents' metadata
+    (``metadata.parquet``, one column per field, only when some document has
+    any) in index order; refuses a corpus whose order differs."""
     schema = pa.schema([("doc_id", pa.string()), ("title", pa.string()), ("text", pa.string())])
     expected = doc_ids.to_list()
     n = 0
+    meta_rows: dict[int, dict] = {}
     with pq.ParquetWriter(folder / DOCSTORE, schema, compression="zstd") as w:
         rows = {"doc_id": [], "title": [], "text": []}
         for d in docs:
@@ -122,6 +128,8 @@ def write_docstore(folder: Path, docs: Iterable, doc_ids: DocIds, batch: int = 8
             rows["doc_id"].append(d.doc_id)
             rows["title"].append(d.title)
             rows["text"].append(d.text)
+            if getattr(d, "metadata", None):
+                meta_rows[n] = d.metadata
             n += 1
             if len(rows["doc_id"]) >= batch:
                 w.write_table(pa.table(rows, schema=schema))
@@ -130,23 +138,109 @@ def write_docstore(folder: Path, docs: Iterable, doc_ids: DocIds, batch: int = 8
             w.write_table(pa.table(rows, schema=schema))
     if n != len(expected):
         raise DataError(f"corpus has {n} documents but {len(expected)} were encoded")
+    if meta_rows:
+        pq.write_table(metadata_table(meta_rows, n), folder / METADATA, compression="zstd")
+
+
+def metadata_table(rows: dict[int, dict], n: int) -> pa.Table:
+    """One column per metadata field over ``n`` documents (null where a document lacks it).
+
+    A field whose values do not share one Arrow type (a number here, a
+    string there) is stored as JSON text, so nothing is dropped; filters
+    then compare it as text.
+    """
+    fields: dict[str, None] = {}
+    for m in rows.values():
+        fields.update(dict.fromkeys(m))
+    columns = {}
+    for name in fields:
+        values = [None] * n
+        for i, m in rows.items():
+            values[i] = m.get(name)
+        try:
+            col = pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
+            col = pa.array([None if v is None else json.dumps(v, sort_keys=True, default=str) for v in values],
+                           pa.string())
+        if pa.types.is_null(col.type):
+            continue
+        columns[str(name)] = col
+    return pa.table(columns) if columns else pa.table({})
 
 
 class DocStore:
-    """Titles and texts by internal document number."""
+    """Titles, texts and metadata by internal document number.
 
-    def __init__(self, table: pa.Table):
+    The Parquet files are memory-mapped: a lookup reads the rows it needs,
+    a filter reads only the columns it names.
+    """
+
+    def __init__(self, table: pa.Table, metadata: pa.Table | None = None):
         self._table = table
+        self._meta = metadata if metadata is not None and metadata.num_columns else None
+        if self._meta is not None and self._meta.num_rows != table.num_rows:
+            raise IndexError_(f"metadata has {self._meta.num_rows} rows for {table.num_rows} documents")
 
     @classmethod
     def load(cls, folder: Path) -> "DocStore | None":
         path = folder / DOCSTORE
         if not path.exists():
             return None
-        return cls(pq.read_table(path, memory_map=True))
+        try:
+            table = pq.read_table(path, memory_map=True)
+            meta = pq.read_table(folder / METADATA, memory_map=True) if (folder / METADATA).exists() else None
+        except Exception as e:
+            raise IndexError_(f"{folder}: unreadable document store ({e})") from None
+        return cls(table, meta)
+
+    @property
+    def metadata_fields(self) -> list[str]:
+        return list(self._meta.column_names) if self._meta is not None else []
 
     def get(self, numbers: Sequence[int]) -> list[dict]:
+        """``{"doc_id", "title", "text", "metadata"}`` per document number (-1s skipped)."""
         numbers = [int(i) for i in numbers if i >= 0]
         if not numbers:
             return []
-        return self._table.take(pa.array(numbers)).to_pylist()
+        take = pa.array(numbers)
+        rows = self._table.take(take).to_pylist()
+        if self._meta is None:
+            for r in rows:
+                r["metadata"] = {}
+        else:
+            for r, m in zip(rows, self._meta.take(take).to_pylist()):
+                r["metadata"] = {k: v for k, v in m.items() if v is not None}
+        return rows
+
+    def filter_columns(self, doc_ids: DocIds | None = None) -> "FilterColumns":
+        """The fields a ``where`` filter can name: metadata fields, ``title``, and ``doc_id``."""
+        return FilterColumns(self, doc_ids)
+
+
+class FilterColumns(Mapping):
+    """Name -> Arrow column, read from the memory-mapped store only when a filter names it."""
+
+    def __init__(self, store: DocStore | None, doc_ids: DocIds | None):
+        self._store, self._doc_ids = store, doc_ids
+        names = list(store.metadata_fields) if store is not None else []
+        if store is not None:
+            names.append("title")
+        if doc_ids is not None:
+            names.append("doc_id")
+        self._names = list(dict.fromkeys(names))
+        self.n = len(doc_ids) if doc_ids is not None else store._table.num_rows if store is not None else 0
+
+    def __getitem__(self, name):
+        if name not in self._names:
+            raise KeyError(name)
+        if name == "doc_id" and self._doc_ids is not None:
+            return self._doc_ids._ids
+        if name == "title":
+            return self._store._table.column("title")
+        return self._store._meta.column(name)
+
+    def __iter__(self):
+        return iter(self._names)
+
+    def __len__(self):
+        return len(self._names)

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import IndexError_
 from ..sparse import as_sparse_vectors
-from .base import BaseIndex, run_kernel
+from .base import NO_FILTER, BaseIndex, run_kernel
 
 
 class ExactIndex(BaseIndex):
@@ -58,9 +58,11 @@ class ExactIndex(BaseIndex):
                 or len(self.post_docs) != len(self.post_vals):
             raise IndexError_(f"{path}: array sizes disagree with each other (corrupt index)")
 
-    def _search(self, q, k, threads, scores, docs, query_cut=None, heap_factor=None, **_ignored) -> None:
+    def _search(self, q, k, threads, scores, docs, query_cut=None, heap_factor=None, allowed=None,
+                **_ignored) -> None:
         from ..kernels.exact import batch_search, batch_search_serial
-        args = (q.indptr, q.indices, q.values, self.post_ptr, self.post_docs, self.post_vals, len(self), k)
+        args = (q.indptr, q.indices, q.values, self.post_ptr, self.post_docs, self.post_vals, len(self), k,
+                NO_FILTER if allowed is None else allowed)
         if threads == 1 or len(q) == 1:
             local = self._scratch()
             batch_search_serial(*args, local.acc, local.touched, scores, docs)

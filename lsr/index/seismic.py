@@ -32,7 +32,7 @@ import numpy as np
 
 from ..errors import IndexError_
 from ..sparse import as_sparse_vectors
-from .base import BaseIndex, run_kernel
+from .base import NO_FILTER, BaseIndex, run_kernel
 
 BUILD_DEFAULTS = {
     "n_postings": None,  # None: chosen from the collection size, see default_build_params
@@ -262,7 +262,8 @@ class SeismicIndex(BaseIndex):
         """Neighbours stored per document in the k-NN graph (0: the index has none)."""
         return len(self.knn_nbrs) // len(self) if len(self) else 0
 
-    def _search(self, q, k, threads, scores, docs, query_cut=None, heap_factor=None, knn=None, **_ignored) -> None:
+    def _search(self, q, k, threads, scores, docs, query_cut=None, heap_factor=None, knn=None, allowed=None,
+                **_ignored) -> None:
         # Kept lean: on a small collection one query takes ~0.1 ms, so every
         # microsecond of Python here shows in the latency.
         K = _kernels()
@@ -285,13 +286,38 @@ class SeismicIndex(BaseIndex):
             fwd_bytes = self.fwd_idx.nbytes + (self.fwd_codes.nbytes if self._f16 else self.fwd_val.nbytes)
             self._prefetch = fwd_bytes >= self.PREFETCH_MIN_BYTES
             ix = self._ix = tuple(getattr(self, name) for name in self.ARRAYS)
+        if allowed is not None:
+            ids = self._flat_ids(allowed)
+            if ids is not None:
+                run_kernel(None, K.filtered_scan, threads, len(q), q.indptr, q.indices, q.values, k, ids,
+                           self.fwd_ptr, self.fwd_idx, self.fwd_val, self.fwd_codes, self._f16, self.vocab.size,
+                           scores, docs)
+                return
         common = (q.indptr, q.indices, q.values, k, query_cut, np.float32(heap_factor), knn, self._f16,
                   self._prefetch)
         if threads == 1 or len(q.indptr) == 2:
             local = self._scratch()
-            K.search_serial(*common, ix, local.q, local.visited, local.stamp, scores, docs)
+            K.search_serial(*common, ix, NO_FILTER if allowed is None else allowed, local.q, local.visited,
+                            local.stamp, scores, docs)
         else:
-            run_kernel(None, K.search_parallel, threads, len(q), *common, len(self), ix, scores, docs)
+            run_kernel(None, K.search_parallel, threads, len(q), *common, len(self), ix,
+                       NO_FILTER if allowed is None else allowed, scores, docs)
+
+    # A filter keeping at most this fraction of the documents is served by
+    # scoring them all from the forward index (exact) instead of the pruned
+    # lists: on cranfield (BM25), a random 1% filter kept recall@10 0.91
+    # through the lists vs 1.0 this way, at about the lists' cost.
+    FLAT_FILTER_FRACTION = 0.02
+
+    def _flat_ids(self, allowed: np.ndarray):
+        """The allowed document numbers when the filter is selective enough for a flat scan, else None."""
+        cached = self.__dict__.get("_flat_cache")
+        if cached is not None and cached[0] is allowed:  # the Searcher caches masks: same object, same ids
+            return cached[1]
+        n_allowed = int(np.count_nonzero(allowed))
+        ids = np.flatnonzero(allowed).astype(np.int64) if n_allowed <= self.FLAT_FILTER_FRACTION * len(self) else None
+        self._flat_cache = (allowed, ids)
+        return ids
 
     def _new_scratch(self, local) -> None:
         # query vector, visited stamps, stamp counter (see kernels.seismic.search_serial)

@@ -12,9 +12,10 @@ from .topk import heap_push, heap_sorted
 
 
 @njit(cache=True)
-def _search_one(q_idx, q_val, post_ptr, post_docs, post_vals, n_docs, k, acc, touched,
+def _search_one(q_idx, q_val, post_ptr, post_docs, post_vals, n_docs, k, allowed, acc, touched,
                 out_scores, out_docs):
     n_touched = 0
+    filtered = allowed.shape[0] > 0  # a metadata filter: documents with allowed[d] == 0 are never scored
     n_terms = post_ptr.shape[0] - 1
     for j in range(q_idx.shape[0]):
         t = q_idx[j]
@@ -26,6 +27,8 @@ def _search_one(q_idx, q_val, post_ptr, post_docs, post_vals, n_docs, k, acc, to
             if c <= 0.0:
                 continue  # keeps "acc == 0" meaning "not yet touched"
             d = post_docs[p]
+            if filtered and not allowed[d]:
+                continue
             if acc[d] == 0.0:
                 touched[n_touched] = d
                 n_touched += 1
@@ -43,23 +46,24 @@ def _search_one(q_idx, q_val, post_ptr, post_docs, post_vals, n_docs, k, acc, to
 
 
 @njit(cache=True)
-def batch_search_serial(q_ptr, q_idx, q_val, post_ptr, post_docs, post_vals, n_docs, k, acc, touched, out_scores,
-                        out_docs):
+def batch_search_serial(q_ptr, q_idx, q_val, post_ptr, post_docs, post_vals, n_docs, k, allowed, acc, touched,
+                        out_scores, out_docs):
     """Same as batch_search on the calling thread: no thread-pool launch for one query.
 
     ``acc`` (float32, all zero) and ``touched`` (int64) are n_docs long and
     owned by the caller, reused across calls: allocating 12 bytes per
     document for every query cost more than a short query's search.
-    ``acc`` is left all zero again.
+    ``acc`` is left all zero again. ``allowed`` (bool, n_docs long, or empty
+    for no filter) restricts the search to the documents it marks.
     """
     for qi in range(q_ptr.shape[0] - 1):
         a, b = q_ptr[qi], q_ptr[qi + 1]
         _search_one(q_idx[a:b], q_val[a:b], post_ptr, post_docs, post_vals, n_docs, k,
-                    acc, touched, out_scores[qi], out_docs[qi])
+                    allowed, acc, touched, out_scores[qi], out_docs[qi])
 
 
 @njit(parallel=True, cache=True)
-def batch_search(q_ptr, q_idx, q_val, post_ptr, post_docs, post_vals, n_docs, k, out_scores, out_docs):
+def batch_search(q_ptr, q_idx, q_val, post_ptr, post_docs, post_vals, n_docs, k, allowed, out_scores, out_docs):
     """Search every query row of a CSR batch; rows are split over threads."""
     n_q = q_ptr.shape[0] - 1
     n_chunks = min(n_q, 64)
@@ -71,4 +75,4 @@ def batch_search(q_ptr, q_idx, q_val, post_ptr, post_docs, post_vals, n_docs, k,
         for qi in range(c, n_q, n_chunks):
             a, b = q_ptr[qi], q_ptr[qi + 1]
             _search_one(q_idx[a:b], q_val[a:b], post_ptr, post_docs, post_vals, n_docs, k,
-                        acc, touched, out_scores[qi], out_docs[qi])
+                        allowed, acc, touched, out_scores[qi], out_docs[qi])

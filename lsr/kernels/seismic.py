@@ -440,10 +440,15 @@ def summaries_by_term(list_block_ptr, sum_ptr, sum_terms, sum_codes, vocab_size,
 
 
 @njit(cache=True)
-def _search_one(q_idx, q_val, k, query_cut, heap_factor, knn, f16, pf, q, visited, stamp, ix, out_scores, out_docs):
+def _search_one(q_idx, q_val, k, query_cut, heap_factor, knn, f16, pf, q, visited, stamp, ix, allowed, out_scores,
+                out_docs):
     (list_block_ptr, block_ptr, block_docs, block_fwd, dir_ptr, dir_terms, dir_cnt, dir_off, ent_blk, ent_code,
      sum_min, sum_scale, fwd_idx, fwd_val, fwd_codes, fwd_ptr, knn_nbrs) = ix
     n_terms = list_block_ptr.shape[0] - 1
+    # A metadata filter (``allowed``: one bool per document; empty: none)
+    # is applied where documents are scored: a document it excludes is
+    # marked visited and never scored, and cannot raise the heap threshold.
+    filtered = allowed.shape[0] > 0
     for j in range(q_idx.shape[0]):
         if q_idx[j] < n_terms:
             q[q_idx[j]] = q_val[j]
@@ -539,6 +544,8 @@ def _search_one(q_idx, q_val, k, query_cut, heap_factor, knn, f16, pf, q, visite
                 if visited[d] == stamp:
                     continue
                 visited[d] = stamp
+                if filtered and not allowed[d]:
+                    continue
                 packed = block_fwd[p]
                 start = packed >> 16
                 stop = start + (packed & 0xFFFF)
@@ -568,6 +575,8 @@ def _search_one(q_idx, q_val, k, query_cut, heap_factor, knn, f16, pf, q, visite
                 if visited[e] == stamp:
                     continue
                 visited[e] = stamp
+                if filtered and not allowed[e]:
+                    continue
                 cand[n_cand] = e
                 n_cand += 1
                 if pf:
@@ -593,7 +602,7 @@ def _search_one(q_idx, q_val, k, query_cut, heap_factor, knn, f16, pf, q, visite
 
 @njit(cache=True)
 def _search_range(lo, hi, step, q_ptr, q_idx, q_val, k, query_cut, heap_factor, knn, f16, pf, n_docs, ix,
-                  out_scores, out_docs):
+                  allowed, out_scores, out_docs):
     q = np.zeros(ix[0].shape[0] - 1, dtype=np.float32)
     visited = np.zeros(n_docs, dtype=np.int32)
     stamp = 0
@@ -601,12 +610,12 @@ def _search_range(lo, hi, step, q_ptr, q_idx, q_val, k, query_cut, heap_factor, 
         stamp += 1
         a, b = q_ptr[qi], q_ptr[qi + 1]
         _search_one(q_idx[a:b], q_val[a:b], k, query_cut, heap_factor, knn, f16, pf, q, visited, stamp, ix,
-                    out_scores[qi], out_docs[qi])
+                    allowed, out_scores[qi], out_docs[qi])
 
 
 @njit(cache=True)
-def search_serial(q_ptr, q_idx, q_val, k, query_cut, heap_factor, knn, f16, pf, ix, q, visited, stamp, out_scores,
-                  out_docs):
+def search_serial(q_ptr, q_idx, q_val, k, query_cut, heap_factor, knn, f16, pf, ix, allowed, q, visited, stamp,
+                  out_scores, out_docs):
     """Queries one after another on the calling thread, with caller-owned scratch.
 
     ``q`` (vocabulary-sized, all zero) and ``visited`` (one int per document)
@@ -621,16 +630,47 @@ def search_serial(q_ptr, q_idx, q_val, k, query_cut, heap_factor, knn, f16, pf, 
         stamp[0] += 1
         a, b = q_ptr[qi], q_ptr[qi + 1]
         _search_one(q_idx[a:b], q_val[a:b], k, query_cut, heap_factor, knn, f16, pf, q, visited, stamp[0], ix,
-                    out_scores[qi], out_docs[qi])
+                    allowed, out_scores[qi], out_docs[qi])
 
 
 @njit(parallel=True, cache=True)
-def search_parallel(q_ptr, q_idx, q_val, k, query_cut, heap_factor, knn, f16, pf, n_docs, ix, out_scores, out_docs):
+def search_parallel(q_ptr, q_idx, q_val, k, query_cut, heap_factor, knn, f16, pf, n_docs, ix, allowed, out_scores,
+                    out_docs):
     n_q = q_ptr.shape[0] - 1
     n_chunks = min(n_q, 64)
     for c in prange(n_chunks):
         _search_range(c, n_q, n_chunks, q_ptr, q_idx, q_val, k, query_cut, heap_factor, knn, f16, pf, n_docs, ix,
-                      out_scores, out_docs)
+                      allowed, out_scores, out_docs)
+
+
+@njit(parallel=True, cache=True)
+def filtered_scan(q_ptr, q_idx, q_val, k, ids, fwd_ptr, fwd_idx, fwd_val, fwd_codes, f16, vocab_size, out_scores,
+                  out_docs):
+    """Exact top-k over the documents in ``ids`` only, from the forward index.
+
+    For a selective metadata filter: scoring the few allowed documents
+    directly is exact and cheaper than the pruned inverted lists, which may
+    not reach them at all (static pruning keeps each list's heaviest
+    postings, whichever documents those are).
+    """
+    n_q = q_ptr.shape[0] - 1
+    for qi in prange(n_q):
+        q = np.zeros(vocab_size, dtype=np.float32)
+        for j in range(q_ptr[qi], q_ptr[qi + 1]):
+            if q_idx[j] < vocab_size:
+                q[q_idx[j]] = q_val[j]
+        hs = np.empty(k, dtype=np.float32)
+        hd = np.empty(k, dtype=np.int64)
+        size = 0
+        for i in range(ids.shape[0]):
+            d = ids[i]
+            if f16:
+                s = sparse_dot(q, fwd_idx, fwd_codes, fwd_ptr[d], fwd_ptr[d + 1])
+            else:
+                s = sparse_dot(q, fwd_idx, fwd_val, fwd_ptr[d], fwd_ptr[d + 1])
+            if s > 0.0 and (size < k or s > hs[0] or (s == hs[0] and d < hd[0])):
+                size = heap_push(hs, hd, size, k, s, d)
+        heap_sorted(hs, hd, size, out_scores[qi], out_docs[qi])
 
 
 # ------------------------------------------------------------ static pruning

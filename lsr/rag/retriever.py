@@ -57,21 +57,37 @@ class Retriever:
     def __len__(self) -> int:
         return len(self._searcher.index)
 
-    def _numbers(self, queries: Sequence[str], k: int):
+    def _numbers(self, queries: Sequence[str], k: int, where: dict | None):
         if k < 1:
             raise QueryError(f"k must be >= 1, got {k}")
         if self._hybrid is not None:
-            return self._hybrid.search_numbers(list(queries), k)
+            return self._hybrid.search_numbers(list(queries), k, where)
+        allowed = self._searcher.allowed(where)  # before encoding: a bad filter fails fast
         q = self._searcher.encode_queries(list(queries))
-        return self._searcher.index.search_numbers(q, k, **self.search_params)
+        return self._searcher.index.search_numbers(q, k, allowed=allowed, **self.search_params)
 
-    def batch_search(self, queries: Sequence[str], k: int = 10) -> list[list[Hit]]:
-        """Top-``k`` hits for each query (fewer when the index holds fewer matching documents)."""
+    def allowed(self, where: dict | None):
+        """The document mask ``where`` selects (None: no filter); raises QueryError for a bad filter."""
+        return self._searcher.allowed(where)
+
+    @property
+    def metadata_fields(self) -> list[str]:
+        """The metadata fields stored with the documents (what ``where`` can name, with doc_id and title)."""
+        return self.docstore.metadata_fields if self.docstore else []
+
+    def batch_search(self, queries: Sequence[str], k: int = 10, where: dict | None = None) -> list[list[Hit]]:
+        """Top-``k`` hits for each query (fewer when the index holds fewer matching documents).
+
+        ``where`` keeps only documents whose metadata match it, e.g.
+        ``{"year": {"$gte": 2018}}`` (syntax: :mod:`lsr.index.filters`); the
+        filter is applied inside the index scan, so the hits are the best k
+        matching documents.
+        """
         if isinstance(queries, str):
             raise QueryError("batch_search takes a list of queries; use search() for one")
         if not queries:
             return []
-        numbers, scores = self._numbers(queries, k)
+        numbers, scores = self._numbers(queries, k, where)
         flat = [int(n) for n in numbers.reshape(-1) if n >= 0]
         ids = dict(zip(flat, self._searcher.index.doc_ids.take(np.array(flat, dtype=np.int64)))) if flat else {}
         docs = dict(zip(flat, self.docstore.get(flat))) if self.docstore and flat else {}
@@ -82,12 +98,11 @@ class Retriever:
                 if n < 0:
                     continue
                 d = docs.get(int(n)) or {}
-                meta = {key: v for key, v in d.items() if key not in ("title", "text")}
-                hits.append(Hit(str(ids[int(n)]), float(s), d.get("title"), d.get("text"), meta))
+                hits.append(Hit(str(ids[int(n)]), float(s), d.get("title"), d.get("text"), d.get("metadata") or {}))
             out.append(hits)
         return out
 
-    def search(self, query: str, k: int = 10) -> list[Hit]:
+    def search(self, query: str, k: int = 10, where: dict | None = None) -> list[Hit]:
         if not isinstance(query, str):
             raise QueryError(f"query must be a string, got {type(query).__name__}")
-        return self.batch_search([query], k)[0]
+        return self.batch_search([query], k, where)[0]

@@ -125,7 +125,7 @@ class BM25Encoder:
             terms = analyzer(text)
             total += len(terms)
             n += 1
-            for t in set(terms):
+            for t in dict.fromkeys(terms):  # first-seen order: a set's order changes between processes
                 i = ids.setdefault(t, len(ids))
                 if i == len(df):
                     df.append(0)

@@ -107,8 +107,14 @@ class DenseIndex:
         raise ValueError(f"dense dtype {dtype!r}; choose from {', '.join(DTYPES)}")
 
     # --------------------------------------------------------------- search
-    def search(self, queries: np.ndarray, k: int = 10, chunk: int = 65536, use_faiss: bool = False):
-        """Top-k document numbers and scores, shape (n_queries, k); -1 / -inf pad."""
+    def search(self, queries: np.ndarray, k: int = 10, chunk: int = 65536, use_faiss: bool = False,
+               allowed: np.ndarray | None = None):
+        """Top-k document numbers and scores, shape (n_queries, k); -1 / -inf pad.
+
+        ``allowed`` (one bool per document) restricts the scan to the rows it
+        marks: only those rows are read and scored. FAISS has no such mask
+        here, so a filtered search always takes the numpy path (same results).
+        """
         q = np.asarray(queries, dtype=np.float32)
         if q.ndim == 1:
             q = q[None, :]
@@ -117,19 +123,30 @@ class DenseIndex:
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         n, kk = len(self), min(int(k), len(self))
-        if use_faiss:
+        if allowed is not None:
+            allowed = np.asarray(allowed, dtype=np.bool_)
+            if allowed.shape != (n,):
+                raise ValueError(f"allowed has shape {allowed.shape}, the dense index {n} documents")
+        elif use_faiss:
             return self._faiss_search(q, int(k))
         if self.scale is not None:
             q = q * self.scale  # fold the per-dimension int8 scale into the query
         best_s = np.full((len(q), 0), -np.inf, dtype=np.float32)
         best_d = np.zeros((len(q), 0), dtype=np.int64)
         for start in range(0, n, chunk):
-            block = np.asarray(self.data[start:start + chunk], dtype=np.float32)
+            if allowed is None:
+                rows = None
+                block = np.asarray(self.data[start:start + chunk], dtype=np.float32)
+            else:
+                rows = start + np.flatnonzero(allowed[start:start + chunk])
+                if not len(rows):
+                    continue
+                block = np.asarray(self.data[rows], dtype=np.float32)
             s = q @ block.T
             take = min(kk, s.shape[1])
             part = np.argpartition(-s, take - 1, axis=1)[:, :take]
             best_s = np.concatenate([best_s, np.take_along_axis(s, part, 1)], axis=1)
-            best_d = np.concatenate([best_d, part + start], axis=1)
+            best_d = np.concatenate([best_d, part + start if rows is None else rows[part]], axis=1)
             if best_s.shape[1] > kk:
                 keep = np.argpartition(-best_s, kk - 1, axis=1)[:, :kk]
                 best_s, best_d = np.take_along_axis(best_s, keep, 1), np.take_along_axis(best_d, keep, 1)

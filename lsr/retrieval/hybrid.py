@@ -84,8 +84,8 @@ class _SparseList:
     def encode(self, texts):
         return self.searcher.encode_queries(texts)
 
-    def search(self, q, depth):
-        return self.searcher.index.search_numbers(q, depth)
+    def search(self, q, depth, allowed=None):
+        return self.searcher.index.search_numbers(q, depth, allowed=allowed)
 
     def feedback(self, q, fb, prf: PRF):
         with self._lock:
@@ -116,8 +116,8 @@ class _DenseList:
     def encode(self, texts):
         return self.encoder.encode(texts)
 
-    def search(self, q, depth):
-        return self.index.search(q, depth)
+    def search(self, q, depth, allowed=None):
+        return self.index.search(q, depth, allowed=allowed)
 
     def feedback(self, q, fb, prf: PRF):
         return vector_prf(q, fb, self.index.embeddings, prf.fb_docs, prf.alpha, prf.beta, prf.dense_method)
@@ -180,12 +180,13 @@ class HybridSearcher:
                 raise QueryError("query is empty" if len(texts) == 1 else f"query {i} is empty")
         return {name: lst.encode(list(texts)) for name, lst in self._lists.items()}
 
-    def first_round(self, reps: dict, depth: int | None = None) -> dict:
+    def first_round(self, reps: dict, depth: int | None = None, allowed=None) -> dict:
         depth = depth or self.config.depth
-        return {name: self._lists[name].search(reps[name], depth) for name in reps}
+        return {name: self._lists[name].search(reps[name], depth, allowed) for name in reps}
 
-    def combine(self, reps: dict, first: dict, k: int, config: HybridConfig | None = None):
-        """PRF and fusion of first-round lists into top-``k`` (doc numbers, scores)."""
+    def combine(self, reps: dict, first: dict, k: int, config: HybridConfig | None = None, allowed=None):
+        """PRF and fusion of first-round lists into top-``k`` (doc numbers, scores);
+        ``allowed`` (the metadata filter's mask) applies to the PRF round's searches too."""
         c = config or self.config
         names = list(c.lists)
         w = c.weights or tuple(1.0 for _ in names)
@@ -199,7 +200,7 @@ class HybridSearcher:
         takes = set(names if p.lists is None else p.lists)
 
         def second_round(feedback_of):
-            return {n: self._lists[n].search(self._lists[n].feedback(reps[n], feedback_of(n), p), c.depth)
+            return {n: self._lists[n].search(self._lists[n].feedback(reps[n], feedback_of(n), p), c.depth, allowed)
                     if n in takes else first[n] for n in names}
 
         if p.when == "after":
@@ -210,24 +211,21 @@ class HybridSearcher:
             return f2[0][:, :k], f2[1][:, :k]
         return fuse([f1, f2], (1.0 - p.round_weight, p.round_weight), c.fusion, c.norm, k, c.rrf_k)
 
-    def search_numbers(self, texts: Sequence[str], k: int = 10):
+    def search_numbers(self, texts: Sequence[str], k: int = 10, where: dict | None = None):
+        """Fused top-``k`` (doc numbers, scores); ``where`` filters every list while it is searched."""
+        allowed = self.main.allowed(where)
         reps = self.encode(texts)
-        return self.combine(reps, self.first_round(reps), k)
+        return self.combine(reps, self.first_round(reps, allowed=allowed), k, allowed=allowed)
 
-    def batch_search(self, texts: Sequence[str], k: int = 10, **_ignored):
+    def batch_search(self, texts: Sequence[str], k: int = 10, where: dict | None = None, **_ignored):
         """(doc_ids, scores) of shape (n_queries, k), like :meth:`lsr.pipeline.Searcher.batch_search`."""
-        docs, scores = self.search_numbers(texts, k)
+        docs, scores = self.search_numbers(texts, k, where)
         return self.main.index.doc_ids.take(docs), scores
 
-    def search(self, text: str, k: int = 10):
-        from ..pipeline import Hit
-        docs, scores = self.search_numbers([text], k)
-        keep = [(int(n), float(s)) for n, s in zip(docs[0], scores[0]) if n >= 0]
-        ids = self.main.index.doc_ids.take(np.array([n for n, _ in keep], dtype=np.int64))
-        store = self.main.docstore
-        got = store.get([n for n, _ in keep]) if store else [None] * len(keep)
-        return [Hit(str(i), s, d["title"] if d else None, d["text"] if d else None)
-                for i, (_, s), d in zip(ids, keep, got)]
+    def search(self, text: str, k: int = 10, where: dict | None = None):
+        from ..pipeline import hits_for
+        docs, scores = self.search_numbers([text], k, where)
+        return hits_for(self.main.index.doc_ids, self.main.docstore, docs[0], scores[0])
 
 
 def available_lists(index_dir) -> tuple:

@@ -1,0 +1,66 @@
+"""LangChain and LlamaIndex adapters over lsr.Retriever (issue 7). Both frameworks are test
+dependencies (`make test` installs the extras), so these run in CI rather than skip."""
+import asyncio
+
+import pytest
+from typer.testing import CliRunner
+
+from lsr import Retriever
+from lsr.cli.app import app
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from conftest import ROOT
+    fixtures_dir = ROOT / "data" / "fixtures"
+    out = tmp_path_factory.mktemp("integrations") / "tiny"
+    res = CliRunner().invoke(app, ["index", str(fixtures_dir / "tiny_corpus.jsonl"), "-m", "splade-tiny",
+                                   "--index-type", "exact", "-o", str(out), "-q"])
+    assert res.exit_code == 0, res.output
+    return out
+
+
+def test_langchain_retriever_returns_documents_with_scores_and_metadata(tiny):
+    from langchain_core.documents import Document
+    from langchain_core.retrievers import BaseRetriever
+
+    from lsr.integrations.langchain import LSRRetriever
+    lsr_hits = Retriever.load(tiny).search("weak bones", 3)
+    r = LSRRetriever.from_index(tiny, k=3)
+    assert isinstance(r, BaseRetriever)
+    docs = r.invoke("weak bones")
+    assert all(isinstance(d, Document) for d in docs)
+    assert [d.id for d in docs] == [h.doc_id for h in lsr_hits]
+    assert [d.metadata["score"] for d in docs] == [h.score for h in lsr_hits]
+    top = docs[0]
+    assert top.id == "d1" and top.metadata["doc_id"] == "d1" and top.metadata["title"] == "Vitamin D"
+    assert top.metadata["year"] == 2020 and top.metadata["tags"] == ["nutrition", "bones"]
+    assert top.page_content == "Vitamin D\nVitamin D deficiency is linked to weak bones and fractures."
+    # the framework's batch and async paths, and a filter
+    assert [len(x) for x in r.batch(["weak bones", "lung cancer"])] == [3, 3]
+    assert [d.id for d in asyncio.run(r.ainvoke("weak bones"))] == [d.id for d in docs]
+    filtered = LSRRetriever.from_index(tiny, k=3, where={"year": 2018}).invoke("weak bones")
+    assert [d.id for d in filtered] == ["d2"]
+
+
+def test_llamaindex_retriever_returns_nodes_with_scores_and_metadata(tiny):
+    from llama_index.core.retrievers import BaseRetriever
+    from llama_index.core.schema import MetadataMode, NodeWithScore, TextNode
+
+    from lsr.integrations.llamaindex import LSRLlamaRetriever
+    lsr_hits = Retriever.load(tiny).search("weak bones", 3)
+    r = LSRLlamaRetriever.from_index(tiny, k=3)
+    assert isinstance(r, BaseRetriever)
+    nodes = r.retrieve("weak bones")
+    assert all(isinstance(n, NodeWithScore) and isinstance(n.node, TextNode) for n in nodes)
+    assert [n.node.node_id for n in nodes] == [h.doc_id for h in lsr_hits]
+    assert [n.score for n in nodes] == [h.score for h in lsr_hits]
+    top = nodes[0].node
+    assert top.metadata["title"] == "Vitamin D" and top.metadata["year"] == 2020
+    assert top.text.startswith("Vitamin D\nVitamin D deficiency")
+    # what an LLM sees: the stored metadata, not lsr's bookkeeping
+    shown = top.get_content(metadata_mode=MetadataMode.LLM)
+    assert "year: 2020" in shown and "score" not in shown
+    assert [n.node.node_id for n in asyncio.run(r.aretrieve("weak bones"))] == [h.doc_id for h in lsr_hits]
+    assert [n.node.node_id for n in LSRLlamaRetriever.from_index(tiny, k=3, where={"year": 2015}).retrieve(
+        "gene expression")] == ["d4"]
