@@ -26,7 +26,7 @@ def build_index(dataset: str | Dataset, model: str | None, output, index_type: s
                 max_length: int = 256, batch_size: int = 32, overwrite: bool = False,
                 progress: bool = True, shard_size: int = 10000, split: str | None = None,
                 keep_vectors: bool = True, params: dict | None = None, dense: str | None = None,
-                dense_dtype: str = "float32", bm25: bool = False):
+                dense_dtype: str = "float32", bm25: bool | None = None):
     """Encode a dataset (or reuse a folder written by ``lsr encode``) and build an index.
 
     Encoding goes to ``<output>.partial/vectors`` and resumes there after an
@@ -35,7 +35,9 @@ def build_index(dataset: str | Dataset, model: str | None, output, index_type: s
     dense embeddings are stored in ``<output>/dense`` (``dense_dtype``:
     float32, float16 or int8); with ``bm25`` a BM25 exact index of the same
     documents goes to ``<output>/lexical``: the lists
-    :class:`lsr.retrieval.HybridSearcher` fuses.
+    :class:`lsr.retrieval.HybridSearcher` fuses. ``bm25`` defaults to on
+    with ``dense`` (the recommended hybrid fuses all three), unless the
+    index itself is BM25.
     """
     from .encoders.shards import encode_corpus, read_settings, shard_paths
     from .index.docs import write_docstore
@@ -56,6 +58,9 @@ def build_index(dataset: str | Dataset, model: str | None, output, index_type: s
         if kind not in (None, "dense"):
             raise ModelError(f"--dense {dense!r} is a {kind} model, not a dense bi-encoder (e.g. minilm)")
 
+    if bm25 is None:
+        from .retrieval.bm25 import is_bm25_name
+        bm25 = bool(dense) and not (model and is_bm25_name(model))
     pre_encoded = read_settings(Path(dataset)) if isinstance(dataset, (str, Path)) and Path(dataset).is_dir() else None
     if pre_encoded is not None:
         # A folder written by `lsr encode`: index its vectors as they are.
@@ -188,8 +193,8 @@ class Searcher:
         Masks are cached: a RAG application tends to repeat a few filters,
         and evaluating one reads its columns from the document store.
         """
-        if where is None:
-            return None
+        if where is None or (isinstance(where, dict) and not where):
+            return None  # {} filters nothing: the kernels' unfiltered path
         import json
 
         from .index.filters import compile_where

@@ -254,6 +254,14 @@ def test_dense_option_builds_the_bm25_list_too_and_a_failed_build_leaves_no_inde
     assert (out / "lexical" / "manifest.json").exists() and (out / "dense" / "dense.json").exists()
     manifest = json.loads((out / "manifest.json").read_text())
     assert "dense/embeddings.npy" in manifest["files"]  # checksummed with the rest of the index
+    # the Python API does what the CLI does; a BM25 index gets no second BM25 list
+    from lsr.pipeline import build_index
+    build_index(str(fixtures_dir / "tiny_corpus.jsonl"), "splade-tiny", tmp_path / "api", index_type="exact",
+                dense="minilm", progress=False)
+    assert (tmp_path / "api" / "lexical" / "manifest.json").exists()
+    build_index(str(fixtures_dir / "tiny_corpus.jsonl"), "bm25", tmp_path / "api-bm25", index_type="exact",
+                dense="minilm", progress=False)
+    assert not (tmp_path / "api-bm25" / "lexical").exists()
     from lsr.retrieval import HybridSearcher
     assert HybridSearcher(out).available() == ("sparse", "dense", "bm25")
     res = runner.invoke(app, ["search", str(out), "weak bones", "--dense", "--json", "-k", "2"])

@@ -132,7 +132,7 @@ def index(
     idx = build_index(dataset, model, output, index_type=index_type, max_length=max_length,
                       batch_size=batch_size, overwrite=overwrite, progress=_progress_enabled(quiet), split=split,
                       params={"knn": knn} if knn else None, dense=dense, dense_dtype=dense_dtype,
-                      bm25=bool(dense) if bm25 is None else bm25)
+                      bm25=bm25)
     typer.echo(f"indexed {len(idx)} documents ({idx.n_postings} postings) into {output} "
                f"in {time.time() - t0:.1f}s", err=True)
 
