@@ -66,6 +66,11 @@ def test_metadata_is_stored_and_returned(fixtures_dir, tmp_path):
     hits = {h.doc_id: h for h in r.search("bones", 4)}
     assert hits["d1"].metadata == {"year": 2020, "tags": ["nutrition", "bones"]}
     assert hits["d3"].metadata == {"year": 2020, "tags": ["bones", "heart"]}
+    # fetched by id from the store, in the order asked
+    assert [(d["doc_id"], d["title"], d["metadata"]) for d in r.get(["d4", "d2"])] == \
+        [("d4", "", {"year": 2015, "source": "review"}), ("d2", "Smoking", {"year": 2018, "tags": ["lungs"]})]
+    with pytest.raises(KeyError, match="document 'd9' is not in the index"):
+        r.get(["d1", "d9"])
     got = r.search("bones", 4, where={"year": 2020, "tags": {"$contains": "heart"}})
     assert [h.doc_id for h in got] == ["d3"]
     # a filter that keeps nothing gives no hits (not an error); the CLI takes JSON

@@ -66,6 +66,25 @@ class Retriever:
         q = self._searcher.encode_queries(list(queries))
         return self._searcher.index.search_numbers(q, k, allowed=allowed, **self.search_params)
 
+    def get(self, doc_ids: Sequence[str]) -> list[dict]:
+        """Stored documents by id: ``{"doc_id", "title", "text", "metadata"}`` each, in the order asked.
+
+        Reads only those rows of the memory-mapped store, never the whole
+        corpus. An unknown id raises KeyError naming it.
+        """
+        if isinstance(doc_ids, str):
+            raise QueryError("get takes a list of doc ids")
+        if self.docstore is None:
+            raise QueryError(f"{self.index_dir} has no document store (its corpus was not found when it was built)")
+        ids = self._searcher.index.doc_ids
+        numbers = []
+        for d in doc_ids:
+            try:
+                numbers.append(ids.number_of(str(d)))
+            except KeyError:
+                raise KeyError(f"document {d!r} is not in the index {self.index_dir}") from None
+        return self.docstore.get(numbers)
+
     def allowed(self, where: dict | None):
         """The document mask ``where`` selects (None: no filter); raises QueryError for a bad filter."""
         return self._searcher.allowed(where)
