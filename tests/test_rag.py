@@ -90,6 +90,8 @@ def test_packing_respects_the_budget_and_never_cuts_a_citation_marker():
             markers = re.findall(r"(?:^|\n\n)\[(\d+)\] ", p.context)
             assert [int(m) for m in markers] == list(p.citations) == list(range(1, len(p.citations) + 1))
             assert all(p.citations[i] == f"d{i - 1}" for i in p.citations)  # rank order, ids resolved
+            # the passages as the generator sees them (what post-hoc citation compares against)
+            assert p.context == "\n\n".join(f"[{n}] {t}" for n, t in p.passages.items())
             if budget == 10_000:
                 assert len(p.citations) == 12 and "…" not in p.context  # everything fits whole
     assert pack(_hits(texts), 1).context == ""  # no room for a marker and some text: nothing, not "[1"
@@ -178,6 +180,9 @@ def test_post_hoc_citation_marks_supported_sentences_and_reports_the_rest():
     assert statements[0].support == pytest.approx(5 / 6)  # vitamin, d, defici, weak, bone, fractur; not "lead"
     assert statements[1].support == 0.5  # one shared word of two: not support
     assert statements[3].support == 0.0  # the generator's (wrong) citation is kept; its support shows it is wrong
+    # a list number followed by a tab: the marked sentence replaces the original in place, once
+    text, _ = Citer()("Intro text here.\n1.\tVitamin D deficiency leads to weak bones and fractures.", passages)
+    assert text == "Intro text here.\n1.\tVitamin D deficiency leads to weak bones and fractures [1]."
     with pytest.raises(ValueError, match="min_support"):
         Citer(min_support=0)
 

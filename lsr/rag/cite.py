@@ -33,23 +33,46 @@ class Statement:
     generated: str = ""  # the sentence as the generator wrote it
 
 
-def split_sentences(text: str) -> list[str]:
-    """Sentences of ``text`` (a period before a capital letter or a digit ends one; newlines too)."""
+_PARAGRAPH = re.compile(r"\n\s*\n|\n(?=\s*(?:[-*•]|\d+[.)])\s)")
+_LIST_NUMBER = re.compile(r"\d+[.)]|[A-Za-z][.)]")
+
+
+def _pieces(text: str, pattern: re.Pattern, start: int = 0, end: int | None = None):
+    """(start, end) of the stripped, non-empty pieces of ``text[start:end]`` between ``pattern`` matches."""
+    end = len(text) if end is None else end
+    pos = start
+    for m in list(pattern.finditer(text, start, end)) + [None]:
+        a, b = pos, m.start() if m else end
+        while a < b and text[a].isspace():
+            a += 1
+        while b > a and text[b - 1].isspace():
+            b -= 1
+        if a < b:
+            yield a, b
+        if m:
+            pos = m.end()
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each sentence of ``text``: a period before a capital letter or a digit ends one,
+    so do blank lines and list items; a list item's number stays with its sentence."""
     out = []
-    for para in re.split(r"\n\s*\n|\n(?=\s*(?:[-*•]|\d+[.)])\s)", text.strip()):
-        pending = ""
-        for s in _SENTENCE_END.split(para.strip()):
-            s = s.strip()
-            if not s:
+    for p0, p1 in _pieces(text, _PARAGRAPH):
+        pending = None
+        for a, b in _pieces(text, _SENTENCE_END, p0, p1):
+            if _LIST_NUMBER.fullmatch(text, a, b):  # "1." alone: the start of the next sentence
+                pending = a if pending is None else pending
                 continue
-            if re.fullmatch(r"\d+[.)]|[A-Za-z][.)]", s):  # a list item's number, not a sentence
-                pending += s + " "
-                continue
-            out.append(pending + s)
-            pending = ""
-        if pending.strip():
-            out.append(pending.strip())
+            out.append((a if pending is None else pending, b))
+            pending = None
+        if pending is not None:
+            out.append((pending, p1))
     return out
+
+
+def split_sentences(text: str) -> list[str]:
+    """The sentences of :func:`sentence_spans`, each an exact substring of ``text``."""
+    return [text[a:b] for a, b in sentence_spans(text)]
 
 
 class Citer:
@@ -70,7 +93,9 @@ class Citer:
         """``passages``: marker number -> passage text. Returns the answer with markers and its statements."""
         bags = {n: set(self.analyzer(t)) for n, t in passages.items()}
         statements = []
-        for sentence in split_sentences(answer):
+        spans = sentence_spans(answer)
+        for a, b in spans:
+            sentence = answer[a:b]
             own = [int(m) for m in _MARKER.findall(sentence) if int(m) in passages]
             terms = set(self.analyzer(_MARKER.sub(" ", sentence)))
             if not terms:
@@ -86,24 +111,13 @@ class Citer:
                 statements.append(Statement(sentence, [], None, support[best] if best is not None else 0.0, sentence))
                 continue
             statements.append(Statement(_with_marker(sentence, best), [best], "post-hoc", support[best], sentence))
-        return _rebuild(answer, statements), statements
-
-
-def _rebuild(answer: str, statements: list[Statement]) -> str:
-    """The answer with each sentence replaced by its marked form, layout (newlines, lists) kept."""
-    out, pos = [], 0
-    text = answer.strip()
-    for st in statements:
-        original = st.generated or st.text
-        at = text.find(original, pos)
-        if at < 0:  # cannot happen for sentences split from ``text``; fall back to appending
-            out.append(" " + st.text)
-            continue
-        out.append(text[pos:at])
-        out.append(st.text)
-        pos = at + len(original)
-    out.append(text[pos:])
-    return "".join(out)
+        # each sentence replaced by its marked form in place: the layout between them (newlines, lists) is kept
+        out, pos = [], 0
+        for (a, b), st in zip(spans, statements):
+            out += [answer[pos:a], st.text]
+            pos = b
+        out.append(answer[pos:])
+        return "".join(out).strip(), statements
 
 
 def _with_marker(sentence: str, n: int) -> str:

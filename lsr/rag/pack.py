@@ -12,7 +12,7 @@ not fit, the passage is left out.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 _WORDS = re.compile(r"\w+|[^\w\s]")
@@ -28,6 +28,7 @@ class Packed:
     context: str
     citations: dict  # marker number -> doc id
     tokens: int
+    passages: dict = field(default_factory=dict)  # marker number -> the passage's text as packed (maybe cut)
 
 
 def _shingles(text: str, n: int = 3) -> set:
@@ -53,7 +54,7 @@ def pack(hits: Sequence, budget: int, count_tokens: Callable[[str], int] = count
     """Number and pack ``hits`` (rank order) into at most ``budget`` tokens of context."""
     if budget < 1:
         raise ValueError(f"token budget must be >= 1, got {budget}")
-    parts, citations = [], {}
+    parts, citations, passages = [], {}, {}
     for h in hits:
         n = len(citations) + 1
         marker = f"[{n}] "
@@ -63,7 +64,7 @@ def pack(hits: Sequence, budget: int, count_tokens: Callable[[str], int] = count
         candidate = separator.join(parts + [marker + body])
         if count_tokens(candidate) <= budget:
             parts.append(marker + body)
-            citations[n] = h.doc_id
+            citations[n], passages[n] = h.doc_id, body
             continue
         # cut the passage at a word boundary: the longest prefix that still fits (binary search on words)
         words = body.split()
@@ -77,7 +78,7 @@ def pack(hits: Sequence, budget: int, count_tokens: Callable[[str], int] = count
         cut = " ".join(words[:lo])
         if lo > 0 and count_tokens(cut) >= min_passage_tokens:
             parts.append(marker + cut + " …")
-            citations[n] = h.doc_id
+            citations[n], passages[n] = h.doc_id, cut + " …"
         break  # the budget is spent
     context = separator.join(parts)
-    return Packed(context, citations, count_tokens(context) if context else 0)
+    return Packed(context, citations, count_tokens(context) if context else 0, passages)

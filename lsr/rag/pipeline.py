@@ -18,7 +18,6 @@ the generator's own markers only.
 """
 from __future__ import annotations
 
-import re
 import threading
 from dataclasses import dataclass, field
 from typing import Callable
@@ -151,12 +150,12 @@ class RAGPipeline:
         """Answer ``question`` from the retrieved passages; ``where`` filters them on metadata."""
         if not isinstance(question, str) or not question.strip():
             raise QueryError("question is empty")
+        # ``where`` only when given: a caller's own retriever need not take it
         hits = dedupe(self.retriever.search(question, self.k, where=where) if where is not None
                       else self.retriever.search(question, self.k))
         packed = pack(hits, self.budget, count_tokens=self.count_tokens)
         generated = self.generator(self.prompt.format(context=packed.context, question=question.strip()))
-        passages = {n: _passage_text(packed.context, n) for n in packed.citations}
-        text, statements = self.citer(generated, passages)
+        text, statements = self.citer(generated, packed.passages)
         # sentences with content that no passage backs (the generator's own citations are taken at their word)
         unsupported = [st.generated for st in statements
                        if st.by is None and len(set(self.citer.analyzer(st.generated))) >= self.citer.min_terms]
@@ -165,19 +164,11 @@ class RAGPipeline:
             for st in statements:
                 if st.by == "post-hoc":
                     st.text, st.cited, st.by = st.generated, [], None
-        cited = []
-        for m in re.findall(r"\[(\d+)\]", text):
-            doc = packed.citations.get(int(m))
-            if doc is not None and doc not in cited:
-                cited.append(doc)
+        # statements cover every sentence, and their ``cited`` only names packed passages ([9] is no source)
+        cited = list(dict.fromkeys(packed.citations[n] for st in statements for n in st.cited))
         return Answer(question, text, packed.citations, cited, hits, packed.context, generated.strip(), statements,
                       unsupported)
 
 
 CITE_MODES = ("post-hoc", "generator")
 
-
-def _passage_text(context: str, n: int) -> str:
-    """Passage ``[n]``'s text as packed (what the generator saw)."""
-    m = re.search(rf"(?:^|\n\n)\[{n}\] (.*?)(?=\n\n\[\d+\] |\Z)", context, re.S)
-    return m.group(1) if m else ""
