@@ -161,13 +161,22 @@ class Hit:
         return d
 
 
-def hits_for(doc_ids, docstore, numbers, scores) -> list[Hit]:
-    """One query's (numbers, scores) row as Hits with the stored title, text and metadata."""
-    keep = [(int(n), float(s)) for n, s in zip(numbers, scores) if n >= 0]
-    ids = doc_ids.take(np.array([n for n, _ in keep], dtype=np.int64))
-    docs = docstore.get([n for n, _ in keep]) if docstore else [None] * len(keep)
-    return [Hit(str(i), s, d["title"] if d else None, d["text"] if d else None, d["metadata"] if d else {})
-            for i, (_, s), d in zip(ids, keep, docs)]
+def hits_for(doc_ids, docstore, numbers, scores) -> list[list[Hit]]:
+    """(numbers, scores) of shape (n_queries, k) as Hits with the stored title, text and metadata,
+    one list per query; -1 padding is dropped. Ids and documents are looked up once for the batch."""
+    flat = sorted({int(n) for n in np.asarray(numbers).reshape(-1) if n >= 0})
+    ids = dict(zip(flat, doc_ids.take(np.array(flat, dtype=np.int64)))) if flat else {}
+    docs = dict(zip(flat, docstore.get(flat))) if docstore and flat else {}
+    out = []
+    for row_n, row_s in zip(numbers, scores):
+        hits = []
+        for n, s in zip(row_n, row_s):
+            if n >= 0:
+                d = docs.get(int(n))
+                hits.append(Hit(str(ids[int(n)]), float(s), d["title"] if d else None, d["text"] if d else None,
+                                d["metadata"] if d else {}))
+        out.append(hits)
+    return out
 
 
 class Searcher:
@@ -250,7 +259,7 @@ class Searcher:
     def search(self, text: str, k: int = 10, where: dict | None = None, **params) -> list[Hit]:
         numbers, scores = self.index.search_numbers(self.encode_queries([text]), k, threads=1,
                                                     allowed=self.allowed(where), **params)
-        return hits_for(self.index.doc_ids, self.docstore, numbers[0], scores[0])
+        return hits_for(self.index.doc_ids, self.docstore, numbers, scores)[0]
 
 
 def evaluate_index(searcher: Searcher, dataset: Dataset, metrics=None, k: int | None = None,

@@ -16,10 +16,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
-
 from ..errors import QueryError
-from ..pipeline import Hit
+from ..pipeline import Hit, hits_for
 
 MODES = ("sparse", "hybrid", "dense")
 
@@ -107,19 +105,7 @@ class Retriever:
         if not queries:
             return []
         numbers, scores = self._numbers(queries, k, where)
-        flat = [int(n) for n in numbers.reshape(-1) if n >= 0]
-        ids = dict(zip(flat, self._searcher.index.doc_ids.take(np.array(flat, dtype=np.int64)))) if flat else {}
-        docs = dict(zip(flat, self.docstore.get(flat))) if self.docstore and flat else {}
-        out = []
-        for row_n, row_s in zip(numbers, scores):
-            hits = []
-            for n, s in zip(row_n, row_s):
-                if n < 0:
-                    continue
-                d = docs.get(int(n)) or {}
-                hits.append(Hit(str(ids[int(n)]), float(s), d.get("title"), d.get("text"), d.get("metadata") or {}))
-            out.append(hits)
-        return out
+        return hits_for(self._searcher.index.doc_ids, self.docstore, numbers, scores)
 
     def search(self, query: str, k: int = 10, where: dict | None = None) -> list[Hit]:
         if not isinstance(query, str):

@@ -225,7 +225,7 @@ class HybridSearcher:
     def search(self, text: str, k: int = 10, where: dict | None = None):
         from ..pipeline import hits_for
         docs, scores = self.search_numbers([text], k, where)
-        return hits_for(self.main.index.doc_ids, self.main.docstore, docs[0], scores[0])
+        return hits_for(self.main.index.doc_ids, self.main.docstore, docs, scores)[0]
 
 
 def available_lists(index_dir) -> tuple:
