@@ -54,3 +54,17 @@ def med_indexes(tmp_path_factory):
                               "--index-type", "seismic", "-q"])
     assert res.exit_code == 0, res.output
     return {"exact": out / "exact", "seismic": out / "seismic"}
+
+
+@pytest.fixture(scope="session")
+def tiny_hybrid(tmp_path_factory):
+    """The tiny fixture corpus (4 documents with metadata) indexed through the CLI as hybrid-search tests
+    use it: splade-tiny exact index plus the MiniLM dense and BM25 lists. Read-only for the tests."""
+    from typer.testing import CliRunner
+
+    from lsr.cli.app import app
+    out = tmp_path_factory.mktemp("tiny-hybrid") / "tiny"
+    res = CliRunner().invoke(app, ["index", str(ROOT / "data" / "fixtures" / "tiny_corpus.jsonl"), "-m", "splade-tiny",
+                                   "--dense", "minilm", "--index-type", "exact", "-o", str(out), "-q"])
+    assert res.exit_code == 0, res.output
+    return out

@@ -85,11 +85,8 @@ def test_metadata_is_stored_and_returned(fixtures_dir, tmp_path):
     assert res.exit_code == 1 and "--where 'year=2020': not valid JSON" in res.stderr
 
 
-def test_hybrid_and_dense_filters(fixtures_dir, tmp_path):
-    out = tmp_path / "tiny"
-    res = runner.invoke(app, ["index", str(fixtures_dir / "tiny_corpus.jsonl"), "-m", "splade-tiny", "--dense",
-                              "minilm", "--index-type", "exact", "-o", str(out), "-q"])
-    assert res.exit_code == 0, res.output
+def test_hybrid_and_dense_filters(tiny_hybrid):
+    out = tiny_hybrid
     for mode in ("hybrid", "dense", "sparse"):
         r = Retriever.load(out, mode=mode)
         unfiltered = [h.doc_id for h in r.search("weak bones and the heart", 4)]

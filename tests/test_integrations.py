@@ -2,31 +2,16 @@
 dependencies (`make test` installs the extras), so these run in CI rather than skip."""
 import asyncio
 
-import pytest
-from typer.testing import CliRunner
-
 from lsr import Retriever
-from lsr.cli.app import app
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    from conftest import ROOT
-    fixtures_dir = ROOT / "data" / "fixtures"
-    out = tmp_path_factory.mktemp("integrations") / "tiny"
-    res = CliRunner().invoke(app, ["index", str(fixtures_dir / "tiny_corpus.jsonl"), "-m", "splade-tiny",
-                                   "--index-type", "exact", "-o", str(out), "-q"])
-    assert res.exit_code == 0, res.output
-    return out
-
-
-def test_langchain_retriever_returns_documents_with_scores_and_metadata(tiny):
+def test_langchain_retriever_returns_documents_with_scores_and_metadata(tiny_hybrid):
     from langchain_core.documents import Document
     from langchain_core.retrievers import BaseRetriever
 
     from lsr.integrations.langchain import LSRRetriever
-    lsr_hits = Retriever.load(tiny).search("weak bones", 3)
-    r = LSRRetriever.from_index(tiny, k=3)
+    lsr_hits = Retriever.load(tiny_hybrid).search("weak bones", 3)
+    r = LSRRetriever.from_index(tiny_hybrid, k=3)
     assert isinstance(r, BaseRetriever)
     docs = r.invoke("weak bones")
     assert all(isinstance(d, Document) for d in docs)
@@ -39,17 +24,17 @@ def test_langchain_retriever_returns_documents_with_scores_and_metadata(tiny):
     # the framework's batch and async paths, and a filter
     assert [len(x) for x in r.batch(["weak bones", "lung cancer"])] == [3, 3]
     assert [d.id for d in asyncio.run(r.ainvoke("weak bones"))] == [d.id for d in docs]
-    filtered = LSRRetriever.from_index(tiny, k=3, where={"year": 2018}).invoke("weak bones")
+    filtered = LSRRetriever.from_index(tiny_hybrid, k=3, where={"year": 2018}).invoke("weak bones")
     assert [d.id for d in filtered] == ["d2"]
 
 
-def test_llamaindex_retriever_returns_nodes_with_scores_and_metadata(tiny):
+def test_llamaindex_retriever_returns_nodes_with_scores_and_metadata(tiny_hybrid):
     from llama_index.core.retrievers import BaseRetriever
     from llama_index.core.schema import MetadataMode, NodeWithScore, TextNode
 
     from lsr.integrations.llamaindex import LSRLlamaRetriever
-    lsr_hits = Retriever.load(tiny).search("weak bones", 3)
-    r = LSRLlamaRetriever.from_index(tiny, k=3)
+    lsr_hits = Retriever.load(tiny_hybrid).search("weak bones", 3)
+    r = LSRLlamaRetriever.from_index(tiny_hybrid, k=3)
     assert isinstance(r, BaseRetriever)
     nodes = r.retrieve("weak bones")
     assert all(isinstance(n, NodeWithScore) and isinstance(n.node, TextNode) for n in nodes)
@@ -62,5 +47,5 @@ def test_llamaindex_retriever_returns_nodes_with_scores_and_metadata(tiny):
     shown = top.get_content(metadata_mode=MetadataMode.LLM)
     assert "year: 2020" in shown and "score" not in shown
     assert [n.node.node_id for n in asyncio.run(r.aretrieve("weak bones"))] == [h.doc_id for h in lsr_hits]
-    assert [n.node.node_id for n in LSRLlamaRetriever.from_index(tiny, k=3, where={"year": 2015}).retrieve(
+    assert [n.node.node_id for n in LSRLlamaRetriever.from_index(tiny_hybrid, k=3, where={"year": 2015}).retrieve(
         "gene expression")] == ["d4"]

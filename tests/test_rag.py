@@ -41,11 +41,8 @@ def test_eight_threads_get_the_sequential_results(med_indexes):
     assert parallel == sequential
 
 
-def test_hybrid_and_dense_modes_and_errors(fixtures_dir, tmp_path):
-    out = tmp_path / "tiny"
-    res = runner.invoke(app, ["index", str(fixtures_dir / "tiny_corpus.jsonl"), "-m", "splade-tiny", "--dense",
-                              "minilm", "--index-type", "exact", "-o", str(out), "-q"])
-    assert res.exit_code == 0, res.output
+def test_hybrid_and_dense_modes_and_errors(tiny_hybrid):
+    out = tiny_hybrid
     hybrid = Retriever.load(out, mode="hybrid")
     cli = json.loads(runner.invoke(app, ["search", str(out), "weak bones", "--dense", "--json", "-k", "3"]).stdout)
     assert [(h.doc_id, round(h.score, 4)) for h in hybrid.search("weak bones", 3)] == \

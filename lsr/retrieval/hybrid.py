@@ -21,8 +21,6 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
-
 from ..errors import IndexError_, QueryError
 from .fusion import METHODS, NORMS, fuse
 from .prf import PRF, sparse_rocchio, vector_prf
