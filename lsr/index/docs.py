@@ -212,13 +212,10 @@ class DocStore:
                 r["metadata"] = {k: v for k, v in m.items() if v is not None}
         return rows
 
-    def filter_columns(self, doc_ids: DocIds | None = None) -> "FilterColumns":
-        """The fields a ``where`` filter can name: metadata fields, ``title``, and ``doc_id``."""
-        return FilterColumns(self, doc_ids)
-
 
 class FilterColumns(Mapping):
-    """Name -> Arrow column, read from the memory-mapped store only when a filter names it."""
+    """The fields a ``where`` filter can name (metadata fields, ``title``, ``doc_id``): name -> Arrow
+    column, read from the memory-mapped store only when a filter names it."""
 
     def __init__(self, store: DocStore | None, doc_ids: DocIds | None):
         self._store, self._doc_ids = store, doc_ids
@@ -228,7 +225,6 @@ class FilterColumns(Mapping):
         if doc_ids is not None:
             names.append("doc_id")
         self._names = list(dict.fromkeys(names))
-        self.n = len(doc_ids) if doc_ids is not None else store._table.num_rows if store is not None else 0
 
     def __getitem__(self, name):
         if name not in self._names:

@@ -54,19 +54,13 @@ def compile_where(where: dict, columns, n: int | None = None) -> np.ndarray:
     if not isinstance(where, dict):
         raise QueryError(f"where must be a dict such as {{'year': 2020}}, got {type(where).__name__}")
     if n is None:
-        n = getattr(columns, "n", None)
-        if n is None:
-            n = len(next(iter(columns.values()))) if columns else 0
+        n = len(next(iter(columns.values()))) if columns else 0
     mask = _node(where, columns, n)
     return np.asarray(mask.to_numpy(zero_copy_only=False), dtype=np.bool_)
 
 
-def _all(n: int, value: bool) -> pa.Array:
-    return pa.array(np.full(n, value, dtype=np.bool_))
-
-
 def _node(where: dict, columns, n: int) -> pa.Array:
-    out = _all(n, True)
+    out = pa.array(np.ones(n, dtype=np.bool_))
     for key, cond in where.items():
         if key in LOGICAL:
             part = _logical(key, cond, columns, n)

@@ -295,13 +295,12 @@ class SeismicIndex(BaseIndex):
                 return
         common = (q.indptr, q.indices, q.values, k, query_cut, np.float32(heap_factor), knn, self._f16,
                   self._prefetch)
+        mask = NO_FILTER if allowed is None else allowed
         if threads == 1 or len(q.indptr) == 2:
             local = self._scratch()
-            K.search_serial(*common, ix, NO_FILTER if allowed is None else allowed, local.q, local.visited,
-                            local.stamp, scores, docs)
+            K.search_serial(*common, ix, mask, local.q, local.visited, local.stamp, scores, docs)
         else:
-            run_kernel(None, K.search_parallel, threads, len(q), *common, len(self), ix,
-                       NO_FILTER if allowed is None else allowed, scores, docs)
+            run_kernel(None, K.search_parallel, threads, len(q), *common, len(self), ix, mask, scores, docs)
 
     # A filter keeping at most this fraction of the documents is served by
     # scoring them all from the forward index (exact) instead of the pruned
