@@ -187,3 +187,32 @@ def test_dense_index_filter_matches_brute_force():
         s = q @ idx.embeddings(np.arange(500)).T
         s[:, ~allowed] = -np.inf
         assert (docs == np.argsort(-s, axis=1, kind="stable")[:, :5]).all(), dtype
+
+
+def test_bad_masks_stores_and_options_are_refused_with_the_reason(tiny_hybrid, tmp_path):
+    import shutil
+
+    from lsr.errors import IndexError_
+    from lsr.index import load_index
+    from lsr.index.docs import DocStore
+    from lsr.retrieval.dense import DenseIndex
+    index = load_index(tiny_hybrid)
+    q = Retriever.load(tiny_hybrid)._searcher.encode_queries(["bones"])
+    with pytest.raises(QueryError, match=r"allowed must be a bool array of shape \(4,\), got int64 \(4,\)"):
+        index.search_numbers(q, 2, allowed=np.ones(4, dtype=np.int64))
+    with pytest.raises(QueryError, match=r"allowed must be a bool array of shape \(4,\), got bool \(3,\)"):
+        index.search_numbers(q, 2, allowed=np.ones(3, dtype=bool))
+    with pytest.raises(ValueError, match=r"allowed has shape \(3,\), the dense index 4 documents"):
+        DenseIndex.load(tiny_hybrid / "dense").search(np.zeros(384, np.float32), 2, allowed=np.ones(3, bool))
+    # a metadata file overwritten in place (same size, so the manifest's size check passes)
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_hybrid, broken)
+    meta = broken / "metadata.parquet"
+    meta.write_bytes(b"\0" * meta.stat().st_size)
+    with pytest.raises(IndexError_, match=f"{broken}: unreadable document store"):
+        DocStore.load(broken)
+    # the CLI checks --cite and --where before it loads the generator
+    res = runner.invoke(app, ["ask", str(tiny_hybrid), "bones", "--cite", "always"])
+    assert res.exit_code == 1 and "--cite 'always'; choose from post-hoc, generator" in res.output
+    res = runner.invoke(app, ["ask", str(tiny_hybrid), "bones", "--where", '{"yeer": 1}'])
+    assert res.exit_code == 1 and "unknown field 'yeer'" in res.output

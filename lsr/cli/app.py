@@ -338,7 +338,7 @@ def ask(
     from ..errors import QueryError
     from ..index.filters import parse_where
     from ..rag import Retriever
-    from ..rag.pipeline import LocalGenerator, RAGPipeline
+    from ..rag.pipeline import CITE_MODES, LocalGenerator, RAGPipeline
     from ..retrieval.hybrid import available_lists
     if not question.strip():  # before loading the generator
         raise QueryError("question is empty")
@@ -349,8 +349,8 @@ def ask(
     except ValueError as e:
         raise QueryError(str(e)) from None
     retriever.allowed(where_)  # a bad filter fails before the generator loads
-    if cite not in ("post-hoc", "generator"):
-        raise QueryError(f"--cite {cite!r}; choose post-hoc or generator")
+    if cite not in CITE_MODES:  # before the generator loads
+        raise QueryError(f"--cite {cite!r}; choose from {', '.join(CITE_MODES)}")
     answer = RAGPipeline(retriever, LocalGenerator(generator, max_new_tokens), k=k,
                          budget=budget, cite=cite).ask(question, where=where_)
     if as_json:
