@@ -192,6 +192,8 @@ def main():
     ap.add_argument("--synthetic", type=int, default=None, metavar="N_DOCS",
                     help="use N_DOCS seeded synthetic SPLADE-like documents (bench/synthetic.py) instead")
     ap.add_argument("--queries", type=int, default=500, help="synthetic queries")
+    ap.add_argument("--generator", default="v2", choices=("v1", "v2"),
+                    help="synthetic profile (bench/synthetic.py); v1 reproduces the figures dated before 2026-11-25")
     ap.add_argument("--n-postings", type=int, default=None)
     ap.add_argument("--centroid-fraction", type=float, default=None)
     ap.add_argument("--summary-energy", type=float, default=None)
@@ -210,9 +212,10 @@ def main():
     from lsr.index.seismic import BUILD_DEFAULTS, default_build_params
     if args.synthetic:
         from synthetic import generate
-        docs, queries = generate(args.synthetic, args.queries, seed=0)
+        docs, queries = generate(args.synthetic, args.queries, seed=0, profile=args.generator)
         ids = [str(i) for i in range(len(docs))]
-        label = f"synthetic{args.synthetic}"
+        # v1 keeps its old file names (seismic_synthetic1000000_....json)
+        label = f"synthetic{args.synthetic}" if args.generator == "v1" else f"synthetic-v2-{args.synthetic}"
     else:
         ids, docs, queries = real_data(args.real)
         label = args.real
@@ -240,6 +243,7 @@ def main():
     nq = len(queries)
     result = {"date": time.strftime("%Y-%m-%d"), "data": label, "docs": len(docs), "queries": nq,
               "mean_doc_nnz": docs.nnz / len(docs), "mean_query_nnz": queries.nnz / nq, "params": params,
+              "generator": args.generator if args.synthetic else None,
               "systems": {}}
 
     # All builds first, each in a forked child: numba's GNU OpenMP threading
