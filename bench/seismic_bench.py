@@ -34,7 +34,7 @@ ROOT = HERE.parent
 OUT = HERE / "out"
 # Both systems get the same grid; a fine heap_factor step lets each reach its
 # own best operating points (the acceptance compares the two frontiers).
-GRID = [(qc, hf) for qc in (3, 5, 8, 10, 12, 15) for hf in (1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7)]
+GRID = [(qc, hf) for qc in (3, 5, 8, 10, 12, 15) for hf in (1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6)]
 REPS = 4  # timed passes over the queries per setting and system
 
 

@@ -36,7 +36,7 @@ a typical matching document (real: 4.0 scifact, 5.8 nfcorpus); the best
 1.24x the 10th (real 1.47, 1.41); 87 documents lie within 80% of the 10th
 score (real 46, 35). The cause: its topic terms were as common as any other
 term, so a query's heaviest terms matched all over the collection (they
-give 19% of a median matching document's score; real scifact: 0%). In real
+give 25% of a median matching document's score; real scifact: 0%). In real
 encodings the heavy terms of a text are specific ones. v2 draws topic pools
 with probability popularity ** 0.7 (rarer terms favoured), which alone
 gives specific heavy terms, so the tilt is dropped; drawn lengths are

@@ -115,6 +115,34 @@ def test_empty_query_and_terms_without_postings():
         idx.search_numbers(sp.csr_matrix((1, 401), dtype=np.float32), 5)
 
 
+def test_single_query_search_matches_batch_and_checks_its_input():
+    """search() on one SparseVectors row takes a short path of its own; it must agree with the batch path."""
+    idx = SeismicIndex.build(DOCS, n_postings=200, knn=4, query_cut=4, heap_factor=0.9)
+    q = as_vectors(QUERIES)
+    for kw in ({}, {"query_cut": 2, "heap_factor": 1.2, "knn": 0}, {"query_cut": 8, "knn": 4}):
+        ids, scores = idx.batch_search(q, 7, threads=1, **kw)
+        for i in range(len(q)):
+            one_ids, one_scores = idx.search(q[i:i + 1], 7, **kw)
+            assert list(one_ids) == list(ids[i]) and np.array_equal(one_scores, scores[i])
+    # the index's stored defaults apply, and a change of them is seen (not a stale memo)
+    default_ids, _ = idx.search(q[:1], 5)
+    assert list(default_ids) == list(idx.search(q[:1], 5, query_cut=4, heap_factor=0.9)[0])
+    idx.params["query_cut"] = 1
+    assert list(idx.search(q[:1], 5)[0]) == list(idx.search(q[:1], 5, query_cut=1, heap_factor=0.9)[0])
+    with pytest.raises(ValueError, match="heap_factor must be a finite number"):
+        idx.search(q[:1], 5, heap_factor=float("nan"))
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        idx.search(q[:1], 0)
+    with pytest.raises(QueryError, match="dimension 401, the index has 400"):
+        idx.search(SparseVectors([0, 1], [400], [1.0], Vocabulary(401)), 5)
+    with pytest.raises(QueryError, match="search\\(\\) takes one query"):
+        idx.search(q[:2], 5)
+
+
+def as_vectors(m):
+    return SparseVectors(m.indptr, m.indices, m.data, Vocabulary(m.shape[1]))
+
+
 def test_real_splade_vectors_recall(med_indexes):
     """MED encoded with splade-tiny: default settings find the exact top 10."""
     from lsr.sparse import read_vectors

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import IndexError_
-from ..sparse import as_sparse_vectors
+from ..sparse import SparseVectors, as_sparse_vectors
 from .base import NO_FILTER, BaseIndex, run_kernel
 
 BUILD_DEFAULTS = {
@@ -262,17 +262,19 @@ class SeismicIndex(BaseIndex):
         """Neighbours stored per document in the k-NN graph (0: the index has none)."""
         return len(self.knn_nbrs) // len(self) if len(self) else 0
 
-    def _search(self, q, k, threads, scores, docs, query_cut=None, heap_factor=None, knn=None, allowed=None,
-                **_ignored) -> None:
-        # Kept lean: on a small collection one query takes ~0.1 ms, so every
-        # microsecond of Python here shows in the latency.
-        K = _kernels()
+    def _search_params(self, query_cut, heap_factor, knn) -> tuple:
+        """(query_cut, heap_factor as float32, knn) with the index's defaults filled in, checked; memoised."""
         if query_cut is None:
             query_cut = self.params.get("query_cut", SEARCH_DEFAULTS["query_cut"])
         if heap_factor is None:
             heap_factor = self.params.get("heap_factor", SEARCH_DEFAULTS["heap_factor"])
         if knn is None:
             knn = self.params.get("knn", 0)
+        key = (query_cut, heap_factor, knn)
+        memo = self.__dict__.setdefault("_param_memo", {})
+        got = memo.get(key)
+        if got is not None:
+            return got
         query_cut, heap_factor, knn = int(query_cut), float(heap_factor), int(knn)
         if knn < 0:
             raise ValueError(f"knn must be >= 0, got {knn}")
@@ -280,12 +282,45 @@ class SeismicIndex(BaseIndex):
             raise ValueError(f"query_cut must be >= 1, got {query_cut}")
         if not 0 <= heap_factor < math.inf:
             raise ValueError(f"heap_factor must be a finite number >= 0, got {heap_factor}")
+        got = (query_cut, np.float32(heap_factor), knn)
+        if len(memo) < 64:
+            memo[key] = got
+        return got
+
+    def _kernel_arrays(self) -> tuple:
+        """The kernels' ``ix`` tuple (and the f16 / prefetch flags), made on first use."""
         ix = self.__dict__.get("_ix")
-        if ix is None:  # first search: the flags, then the arrays (fwd_ptr is not needed to search)
+        if ix is None:  # the flags, then the arrays (fwd_ptr is not needed to search)
             self._f16 = len(self.fwd_codes) > 0
             fwd_bytes = self.fwd_idx.nbytes + (self.fwd_codes.nbytes if self._f16 else self.fwd_val.nbytes)
             self._prefetch = fwd_bytes >= self.PREFETCH_MIN_BYTES
             ix = self._ix = tuple(getattr(self, name) for name in self.ARRAYS)
+        return ix
+
+    def search(self, query, k: int = 10, query_cut=None, heap_factor=None, knn=None, threads=None, **params):
+        """One query (a 1-row SparseVectors or scipy row): (doc_ids, scores) of shape (k,)."""
+        # The everyday call (one SparseVectors row, no filter) goes straight
+        # to the serial kernel: on a small collection a query takes ~0.1 ms,
+        # and the batch path's Python (argument plumbing, 2-D outputs) was
+        # ~5% of that (docs/RESULTS.md). Anything else takes the general path.
+        if params or type(query) is not SparseVectors or len(query.indptr) != 2 or type(k) is not int or k < 1:
+            return super().search(query, k, query_cut=query_cut, heap_factor=heap_factor, knn=knn,
+                                  threads=1 if threads is None else threads, **params)
+        q = self.check_queries(query)
+        query_cut, heap_factor, knn = self._search_params(query_cut, heap_factor, knn)
+        ix = self._kernel_arrays()
+        scores = np.empty((1, k), dtype=np.float32)
+        docs = np.empty((1, k), dtype=np.int64)
+        local = self._scratch()
+        _kernels().search_serial(q.indptr, q.indices, q.values, k, query_cut, heap_factor, knn, self._f16,
+                                 self._prefetch, ix, NO_FILTER, local.q, local.visited, local.stamp, scores, docs)
+        return self.doc_ids.take(docs[0]), scores[0]
+
+    def _search(self, q, k, threads, scores, docs, query_cut=None, heap_factor=None, knn=None, allowed=None,
+                **_ignored) -> None:
+        K = _kernels()
+        query_cut, heap_factor, knn = self._search_params(query_cut, heap_factor, knn)
+        ix = self._kernel_arrays()
         if allowed is not None:
             ids = self._flat_ids(allowed)
             if ids is not None:
@@ -293,8 +328,7 @@ class SeismicIndex(BaseIndex):
                            self.fwd_ptr, self.fwd_idx, self.fwd_val, self.fwd_codes, self._f16, self.vocab.size,
                            scores, docs)
                 return
-        common = (q.indptr, q.indices, q.values, k, query_cut, np.float32(heap_factor), knn, self._f16,
-                  self._prefetch)
+        common = (q.indptr, q.indices, q.values, k, query_cut, heap_factor, knn, self._f16, self._prefetch)
         mask = NO_FILTER if allowed is None else allowed
         if threads == 1 or len(q.indptr) == 2:
             local = self._scratch()
