@@ -115,6 +115,19 @@ def test_empty_query_and_terms_without_postings():
         idx.search_numbers(sp.csr_matrix((1, 401), dtype=np.float32), 5)
 
 
+def test_query_cut_passes_over_terms_without_postings():
+    """A heavy query term no document has must not use up one of the query_cut lists."""
+    wide = sp.hstack([DOCS, sp.csr_matrix((DOCS.shape[0], 1), dtype=np.float32)]).tocsr()  # term 400: no postings
+    idx = SeismicIndex.build(wide, n_postings=0)
+    q = QUERIES[:5].toarray()
+    with_ghost = np.hstack([q, np.full((len(q), 1), 50.0, dtype=np.float32)])  # the heaviest term of each query
+    plain = np.hstack([q, np.zeros((len(q), 1), dtype=np.float32)])
+    a, a_scores = idx.search_numbers(sp.csr_matrix(with_ghost), 10, query_cut=2, heap_factor=0.0)
+    b, b_scores = idx.search_numbers(sp.csr_matrix(plain), 10, query_cut=2, heap_factor=0.0)
+    assert (a >= 0).all() and np.array_equal(a, b)
+    np.testing.assert_allclose(a_scores, b_scores, rtol=1e-3)
+
+
 def test_single_query_search_matches_batch_and_checks_its_input():
     """search() on one SparseVectors row takes a short path of its own; it must agree with the batch path."""
     idx = SeismicIndex.build(DOCS, n_postings=200, knn=4, query_cut=4, heap_factor=0.9)

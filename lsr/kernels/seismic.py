@@ -456,17 +456,23 @@ def _search_one(q_idx, q_val, k, query_cut, heap_factor, knn, f16, pf, q, visite
     hd = np.empty(k, dtype=np.int64)
     size = 0
     order = np.argsort(-q_val, kind="mergesort")
-    n_cut = min(query_cut, order.shape[0])
     first_list = False
     keys = np.empty(0, dtype=np.uint64)
-    for ci in range(n_cut):
+    # query_cut counts the lists visited: a query term without postings
+    # (never in a document, or pruned away) gives up its place to the next
+    # heaviest term instead of spending one of the query_cut lists on nothing.
+    n_lists = 0
+    for ci in range(order.shape[0]):
+        if n_lists == query_cut:
+            break
         t = q_idx[order[ci]]
         if t >= n_terms:
             continue
         b0, b1 = list_block_ptr[t], list_block_ptr[t + 1]
         if b1 == b0:
             continue
-        first_list = ci == 0 or size == 0  # the heaviest term's list (or the first that has blocks)
+        n_lists += 1
+        first_list = n_lists == 1 or size == 0  # the heaviest term's list (or the first that has blocks)
         # Block summary scores, <q, min + scale * code> over each summary's
         # terms = min * sum(q_u) + scale * sum(q_u * code_u), accumulated
         # term-major: for each query term (ascending, as the directory), find
