@@ -6,7 +6,7 @@ import scipy.sparse as sp
 
 from lsr.errors import IndexError_, QueryError
 from lsr.index import ExactIndex, SeismicIndex, load_index
-from lsr.sparse import SparseVectors, Vocabulary
+from lsr.sparse import SparseVectors, Vocabulary, as_sparse_vectors
 
 
 def splade_like(n, dim, nnz, seed):
@@ -131,7 +131,7 @@ def test_query_cut_passes_over_terms_without_postings():
 def test_single_query_search_matches_batch_and_checks_its_input():
     """search() on one SparseVectors row takes a short path of its own; it must agree with the batch path."""
     idx = SeismicIndex.build(DOCS, n_postings=200, knn=4, query_cut=4, heap_factor=0.9)
-    q = as_vectors(QUERIES)
+    q = as_sparse_vectors(QUERIES)
     for kw in ({}, {"query_cut": 2, "heap_factor": 1.2, "knn": 0}, {"query_cut": 8, "knn": 4}):
         ids, scores = idx.batch_search(q, 7, threads=1, **kw)
         for i in range(len(q)):
@@ -150,10 +150,6 @@ def test_single_query_search_matches_batch_and_checks_its_input():
         idx.search(SparseVectors([0, 1], [400], [1.0], Vocabulary(401)), 5)
     with pytest.raises(QueryError, match="search\\(\\) takes one query"):
         idx.search(q[:2], 5)
-
-
-def as_vectors(m):
-    return SparseVectors(m.indptr, m.indices, m.data, Vocabulary(m.shape[1]))
 
 
 def test_real_splade_vectors_recall(med_indexes):

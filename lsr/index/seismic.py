@@ -287,40 +287,31 @@ class SeismicIndex(BaseIndex):
             memo[key] = got
         return got
 
-    def _kernel_arrays(self) -> tuple:
-        """The kernels' ``ix`` tuple (and the f16 / prefetch flags), made on first use."""
-        ix = self.__dict__.get("_ix")
-        if ix is None:  # the flags, then the arrays (fwd_ptr is not needed to search)
-            self._f16 = len(self.fwd_codes) > 0
-            fwd_bytes = self.fwd_idx.nbytes + (self.fwd_codes.nbytes if self._f16 else self.fwd_val.nbytes)
-            self._prefetch = fwd_bytes >= self.PREFETCH_MIN_BYTES
-            ix = self._ix = tuple(getattr(self, name) for name in self.ARRAYS)
-        return ix
-
     def search(self, query, k: int = 10, query_cut=None, heap_factor=None, knn=None, threads=None, **params):
         """One query (a 1-row SparseVectors or scipy row): (doc_ids, scores) of shape (k,)."""
-        # The everyday call (one SparseVectors row, no filter) goes straight
-        # to the serial kernel: on a small collection a query takes ~0.1 ms,
-        # and the batch path's Python (argument plumbing, 2-D outputs) was
-        # ~5% of that (docs/RESULTS.md). Anything else takes the general path.
+        # The everyday call (one SparseVectors row, no filter) skips the batch
+        # path's Python (search_numbers' argument plumbing and checks) and goes
+        # to _search with one thread: on a small collection a query takes
+        # ~0.1 ms, and that Python was ~3 us of it (docs/RESULTS.md). Anything
+        # else takes the general path.
         if params or type(query) is not SparseVectors or len(query.indptr) != 2 or type(k) is not int or k < 1:
             return super().search(query, k, query_cut=query_cut, heap_factor=heap_factor, knn=knn,
                                   threads=1 if threads is None else threads, **params)
-        q = self.check_queries(query)
-        query_cut, heap_factor, knn = self._search_params(query_cut, heap_factor, knn)
-        ix = self._kernel_arrays()
         scores = np.empty((1, k), dtype=np.float32)
         docs = np.empty((1, k), dtype=np.int64)
-        local = self._scratch()
-        _kernels().search_serial(q.indptr, q.indices, q.values, k, query_cut, heap_factor, knn, self._f16,
-                                 self._prefetch, ix, NO_FILTER, local.q, local.visited, local.stamp, scores, docs)
+        self._search(self.check_queries(query), k, 1, scores, docs, query_cut, heap_factor, knn)
         return self.doc_ids.take(docs[0]), scores[0]
 
     def _search(self, q, k, threads, scores, docs, query_cut=None, heap_factor=None, knn=None, allowed=None,
                 **_ignored) -> None:
         K = _kernels()
         query_cut, heap_factor, knn = self._search_params(query_cut, heap_factor, knn)
-        ix = self._kernel_arrays()
+        ix = self.__dict__.get("_ix")
+        if ix is None:  # first search: the flags, then the arrays (fwd_ptr is not needed to search)
+            self._f16 = len(self.fwd_codes) > 0
+            fwd_bytes = self.fwd_idx.nbytes + (self.fwd_codes.nbytes if self._f16 else self.fwd_val.nbytes)
+            self._prefetch = fwd_bytes >= self.PREFETCH_MIN_BYTES
+            ix = self._ix = tuple(getattr(self, name) for name in self.ARRAYS)
         if allowed is not None:
             ids = self._flat_ids(allowed)
             if ids is not None:
