@@ -1,9 +1,9 @@
-"""The vectorised sparse dot product against numpy, for every stored encoding and loop tail."""
+"""The vectorised sparse dot products against numpy, for every stored encoding and loop tail."""
 import numpy as np
 import pytest
 from numba import njit
 
-from lsr.kernels.simd import _make_sparse_dot, prefetch, sparse_dot
+from lsr.kernels.simd import FILTER_WORDS, HAVE_AVX512, _make_filtered_dot, _make_sparse_dot, prefetch, sparse_dot
 
 # The integer float16 decoder is what CPUs without F16C run; build it here too.
 soft_dot = _make_sparse_dot(False)
@@ -17,6 +17,31 @@ def _dot(q, idx, vals, a, b):
 @njit
 def _soft(q, idx, vals, a, b):
     return soft_dot(q, idx, vals, a, b)
+
+
+# The AVX-512 filter path where the CPU has it, and the fallback every other CPU runs.
+filtered_fast = _make_filtered_dot(HAVE_AVX512, True)
+filtered_plain = _make_filtered_dot(False, True)
+
+
+@njit
+def _filtered(q, bits, idx, vals, a, b):
+    return filtered_fast(q, bits, idx, vals, a, b)
+
+
+@njit
+def _filtered_plain(q, bits, idx, vals, a, b):
+    return filtered_plain(q, bits, idx, vals, a, b)
+
+
+def _query(rng, terms):
+    """A dense query vector over ``terms`` and its filter, built as the search kernels build them."""
+    q = np.zeros(70000, dtype=np.float32)
+    q[terms] = rng.random(len(terms)).astype(np.float32) + 0.1
+    bits = np.zeros(FILTER_WORDS, dtype=np.uint32)
+    for t in terms:
+        bits[(t >> 5) & 31] |= np.uint32(1 << (int(t) & 31))
+    return q, bits
 
 
 @njit
@@ -72,3 +97,35 @@ def test_integer_float16_decoding_is_exact_for_every_bit_pattern():
 def test_prefetch_has_no_effect_on_values():
     arr = np.arange(1000, dtype=np.float32)
     assert _prefetch_all(arr) == arr.sum()
+
+
+@pytest.mark.parametrize("n", [0, 1, 15, 16, 17, 31, 32, 33, 250, 700])
+@pytest.mark.parametrize("idx_dtype", [np.uint16, np.int32])
+@pytest.mark.parametrize("encoding", ["f32", "f16"])
+def test_filtered_dot_matches_numpy(n, idx_dtype, encoding):
+    rng = np.random.default_rng(1000 + n)
+    vocab = 30522 if idx_dtype == np.uint16 else 70000
+    idx = rng.integers(0, vocab, n + 6).astype(idx_dtype)
+    # query terms: some shared with the document, some not, and some that
+    # share a filter bit with a document term without being it (t + 1024)
+    shared = np.unique(idx[3:3 + n])[: max(1, n // 20)] if n else np.array([], dtype=np.int64)
+    terms = np.unique(np.r_[shared, rng.integers(0, vocab - 1024, 12), (shared + 1024) % vocab]).astype(np.int64)
+    q, bits = _query(rng, terms)
+    raw = rng.random(n + 6).astype(np.float32) * 3
+    vals, decoded = (raw, raw) if encoding == "f32" else (raw.astype(np.float16).view(np.uint16),
+                                                          raw.astype(np.float16).astype(np.float32))
+    want = _reference(q, idx, decoded, 3, 3 + n)
+    for fn in (_filtered, _filtered_plain):
+        assert fn(q, bits, idx, vals, 3, 3 + n) == pytest.approx(want, rel=1e-5, abs=1e-5)
+
+
+def test_filtered_dot_with_every_term_a_candidate_flushes_its_buffer():
+    # An all-ones filter makes each of the 700 terms a candidate: more than
+    # the buffer holds, so it is summed and emptied several times.
+    rng = np.random.default_rng(7)
+    idx = rng.integers(0, 30522, 700).astype(np.uint16)
+    q = rng.random(30522).astype(np.float32)
+    vals = rng.random(700).astype(np.float32)
+    bits = np.full(FILTER_WORDS, 0xFFFFFFFF, dtype=np.uint32)
+    want = _reference(q, idx, vals, 0, 700)
+    assert _filtered(q, bits, idx, vals, 0, 700) == pytest.approx(want, rel=1e-5)

@@ -15,7 +15,7 @@ LLVM IR (F16C where the CPU has it, integer arithmetic where it does not).
 import numpy as np
 from numba import njit, prange
 
-from .simd import prefetch, sparse_dot
+from .simd import FILTER_WORDS, filtered_dot, prefetch, sparse_dot
 from .topk import heap_push, heap_sorted
 
 # ----------------------------------------------------------------- utilities
@@ -316,6 +316,12 @@ def summary_fill(block_ptr, block_docs, fwd_ptr, fwd_idx, fwd_val, vocab_size, t
                 dense[touched[i]] = 0.0
 
 
+# Queries with at most this many terms score documents with
+# `simd.filtered_dot` (a 1,024-bit filter of the query's terms first); above
+# it the filter passes too many terms to pay (at 128 terms ~12% of a
+# document's terms pass by chance) and the plain gather is used.
+FILTER_MAX_TERMS = 128
+
 # How many documents of a block are being loaded ahead of the one scored
 # (1 = none ahead). See _search_one.
 PREFETCH_DEPTH = 3
@@ -449,9 +455,14 @@ def _search_one(q_idx, q_val, k, query_cut, heap_factor, knn, f16, pf, q, visite
     # is applied where documents are scored: a document it excludes is
     # marked visited and never scored, and cannot raise the heap threshold.
     filtered = allowed.shape[0] > 0
+    qbits = np.zeros(FILTER_WORDS, dtype=np.uint32)
+    n_q = 0
     for j in range(q_idx.shape[0]):
         if q_idx[j] < n_terms:
             q[q_idx[j]] = q_val[j]
+            qbits[(q_idx[j] >> 5) & 31] |= np.uint32(1 << (q_idx[j] & 31))
+            n_q += 1
+    short = n_q <= FILTER_MAX_TERMS
     hs = np.empty(k, dtype=np.float32)
     hd = np.empty(k, dtype=np.int64)
     size = 0
@@ -555,7 +566,12 @@ def _search_one(q_idx, q_val, k, query_cut, heap_factor, knn, f16, pf, q, visite
                 packed = block_fwd[p]
                 start = packed >> 16
                 stop = start + (packed & 0xFFFF)
-                if f16:
+                if short:
+                    if f16:
+                        s = filtered_dot(q, qbits, fwd_idx, fwd_codes, start, stop)
+                    else:
+                        s = filtered_dot(q, qbits, fwd_idx, fwd_val, start, stop)
+                elif f16:
                     s = sparse_dot(q, fwd_idx, fwd_codes, start, stop)
                 else:
                     s = sparse_dot(q, fwd_idx, fwd_val, start, stop)
@@ -594,7 +610,12 @@ def _search_one(q_idx, q_val, k, query_cut, heap_factor, knn, f16, pf, q, visite
                             prefetch(fwd_val, r)
         for ci in range(n_cand):
             d = cand[ci]
-            if f16:
+            if short:
+                if f16:
+                    s = filtered_dot(q, qbits, fwd_idx, fwd_codes, fwd_ptr[d], fwd_ptr[d + 1])
+                else:
+                    s = filtered_dot(q, qbits, fwd_idx, fwd_val, fwd_ptr[d], fwd_ptr[d + 1])
+            elif f16:
                 s = sparse_dot(q, fwd_idx, fwd_codes, fwd_ptr[d], fwd_ptr[d + 1])
             else:
                 s = sparse_dot(q, fwd_idx, fwd_val, fwd_ptr[d], fwd_ptr[d + 1])
@@ -662,15 +683,25 @@ def filtered_scan(q_ptr, q_idx, q_val, k, ids, fwd_ptr, fwd_idx, fwd_val, fwd_co
     n_q = q_ptr.shape[0] - 1
     for qi in prange(n_q):
         q = np.zeros(vocab_size, dtype=np.float32)
+        qbits = np.zeros(FILTER_WORDS, dtype=np.uint32)
+        n_q = 0
         for j in range(q_ptr[qi], q_ptr[qi + 1]):
             if q_idx[j] < vocab_size:
                 q[q_idx[j]] = q_val[j]
+                qbits[(q_idx[j] >> 5) & 31] |= np.uint32(1 << (q_idx[j] & 31))
+                n_q += 1
+        short = n_q <= FILTER_MAX_TERMS
         hs = np.empty(k, dtype=np.float32)
         hd = np.empty(k, dtype=np.int64)
         size = 0
         for i in range(ids.shape[0]):
             d = ids[i]
-            if f16:
+            if short:
+                if f16:
+                    s = filtered_dot(q, qbits, fwd_idx, fwd_codes, fwd_ptr[d], fwd_ptr[d + 1])
+                else:
+                    s = filtered_dot(q, qbits, fwd_idx, fwd_val, fwd_ptr[d], fwd_ptr[d + 1])
+            elif f16:
                 s = sparse_dot(q, fwd_idx, fwd_codes, fwd_ptr[d], fwd_ptr[d + 1])
             else:
                 s = sparse_dot(q, fwd_idx, fwd_val, fwd_ptr[d], fwd_ptr[d + 1])

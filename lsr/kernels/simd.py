@@ -37,11 +37,18 @@ _I1 = ir.IntType(1)
 
 
 def _host_has(*features: str) -> bool:
-    try:
-        import llvmlite.binding as llvm
-        flat = llvm.get_host_cpu_features().flatten().split(",")
-    except Exception:  # pragma: no cover - feature query unsupported on this platform
-        return False
+    """Whether numba compiles for a CPU with these features: this one's, unless
+    NUMBA_CPU_NAME / NUMBA_CPU_FEATURES pick another target (a portable cache),
+    in which case only features named in NUMBA_CPU_FEATURES count."""
+    from numba.core import config
+    if config.CPU_NAME or config.CPU_FEATURES:
+        flat = (config.CPU_FEATURES or "").split(",")
+    else:
+        try:
+            import llvmlite.binding as llvm
+            flat = llvm.get_host_cpu_features().flatten().split(",")
+        except Exception:  # pragma: no cover - feature query unsupported on this platform
+            return False
     return all(f"+{f}" in flat for f in features)
 
 
@@ -142,61 +149,69 @@ def _value_kind(dtype):
     return None
 
 
+def _dot_operands_ok(q, idx, vals) -> bool:
+    return (isinstance(q, types.Array) and q.dtype == types.float32 and isinstance(idx, types.Array)
+            and idx.dtype in (types.uint16, types.int32) and isinstance(vals, types.Array)
+            and _value_kind(vals.dtype) is not None)
+
+
+def _emit_sparse_dot(context, builder, types_, values, fpext_f16):
+    """IR for sum(q[idx[p]] * value(vals[p]) for p in [a, b)); ``types_``/``values``: (q, idx, vals, a, b)."""
+    qty, ity, vty = types_[:3]
+    kind = _value_kind(vty.dtype)
+    qa = context.make_array(qty)(context, builder, values[0])
+    ia = context.make_array(ity)(context, builder, values[1])
+    va = context.make_array(vty)(context, builder, values[2])
+    start, stop = values[3], values[4]
+    intp = start.type
+    zero = ir.Constant(_vec(_F32), [0.0] * LANES)
+    accs = [cgutils.alloca_once_value(builder, zero) for _ in range(4)]
+
+    def lane_step(p, acc):
+        iv = _load_vec(context, builder, ity, ia, p)
+        if ity.dtype == types.uint16:
+            iv = builder.zext(iv, _vec(_I32))
+        g = _gather(builder, qa.data, iv)
+        v = _decode(builder, _load_vec(context, builder, vty, va, p), kind, True, fpext_f16)
+        builder.store(_fmuladd(builder, g, v, builder.load(acc)), acc)
+
+    n = builder.sub(stop, start)
+    end32 = builder.add(start, builder.and_(n, ir.Constant(intp, ~31)))
+    end8 = builder.add(start, builder.and_(n, ir.Constant(intp, ~7)))
+    with cgutils.for_range_slice(builder, start, end32, ir.Constant(intp, 32)) as (p, _):
+        for j in range(4):
+            lane_step(builder.add(p, ir.Constant(intp, 8 * j)), accs[j])
+    with cgutils.for_range_slice(builder, end32, end8, ir.Constant(intp, 8)) as (p, _):
+        lane_step(p, accs[0])
+    total = builder.fadd(builder.fadd(builder.load(accs[0]), builder.load(accs[1])),
+                         builder.fadd(builder.load(accs[2]), builder.load(accs[3])))
+
+    def hsum(vec):
+        s = builder.extract_element(vec, _I32(0))
+        for j in range(1, LANES):
+            s = builder.fadd(s, builder.extract_element(vec, _I32(j)))
+        return s
+
+    dot = cgutils.alloca_once_value(builder, hsum(total))
+    with cgutils.for_range_slice(builder, end8, stop, ir.Constant(intp, 1)) as (p, _):
+        t = _load_one(context, builder, ity, ia, p)
+        t = builder.zext(t, intp) if ity.dtype == types.uint16 else builder.sext(t, intp)
+        w = builder.load(builder.gep(qa.data, [t], inbounds=True))
+        v = _decode(builder, _load_one(context, builder, vty, va, p), kind, False, fpext_f16)
+        builder.store(builder.fadd(builder.load(dot), builder.fmul(w, v)), dot)
+    return builder.load(dot)
+
+
 def _make_sparse_dot(fpext_f16: bool):
     @intrinsic
     def sparse_dot(typingctx, q, idx, vals, a, b):
         """sum_p q[idx[p]] * value(vals[p]) over p in [a, b), as float32."""
-        if not (isinstance(q, types.Array) and q.dtype == types.float32 and isinstance(idx, types.Array)
-                and idx.dtype in (types.uint16, types.int32) and isinstance(vals, types.Array)):
-            return None
-        kind = _value_kind(vals.dtype)
-        if kind is None:
+        if not _dot_operands_ok(q, idx, vals):
             return None
         sig = types.float32(q, idx, vals, types.intp, types.intp)
 
         def codegen(context, builder, signature, args):
-            qty, ity, vty = signature.args[:3]
-            qa = context.make_array(qty)(context, builder, args[0])
-            ia = context.make_array(ity)(context, builder, args[1])
-            va = context.make_array(vty)(context, builder, args[2])
-            start, stop = args[3], args[4]
-            intp = start.type
-            zero = ir.Constant(_vec(_F32), [0.0] * LANES)
-            accs = [cgutils.alloca_once_value(builder, zero) for _ in range(4)]
-
-            def lane_step(p, acc):
-                iv = _load_vec(context, builder, ity, ia, p)
-                if ity.dtype == types.uint16:
-                    iv = builder.zext(iv, _vec(_I32))
-                g = _gather(builder, qa.data, iv)
-                v = _decode(builder, _load_vec(context, builder, vty, va, p), kind, True, fpext_f16)
-                builder.store(_fmuladd(builder, g, v, builder.load(acc)), acc)
-
-            n = builder.sub(stop, start)
-            end32 = builder.add(start, builder.and_(n, ir.Constant(intp, ~31)))
-            end8 = builder.add(start, builder.and_(n, ir.Constant(intp, ~7)))
-            with cgutils.for_range_slice(builder, start, end32, ir.Constant(intp, 32)) as (p, _):
-                for j in range(4):
-                    lane_step(builder.add(p, ir.Constant(intp, 8 * j)), accs[j])
-            with cgutils.for_range_slice(builder, end32, end8, ir.Constant(intp, 8)) as (p, _):
-                lane_step(p, accs[0])
-            total = builder.fadd(builder.fadd(builder.load(accs[0]), builder.load(accs[1])),
-                                 builder.fadd(builder.load(accs[2]), builder.load(accs[3])))
-
-            def hsum(vec):
-                s = builder.extract_element(vec, _I32(0))
-                for j in range(1, LANES):
-                    s = builder.fadd(s, builder.extract_element(vec, _I32(j)))
-                return s
-
-            dot = cgutils.alloca_once_value(builder, hsum(total))
-            with cgutils.for_range_slice(builder, end8, stop, ir.Constant(intp, 1)) as (p, _):
-                t = _load_one(context, builder, ity, ia, p)
-                t = builder.zext(t, intp) if ity.dtype == types.uint16 else builder.sext(t, intp)
-                w = builder.load(builder.gep(qa.data, [t], inbounds=True))
-                v = _decode(builder, _load_one(context, builder, vty, va, p), kind, False, fpext_f16)
-                builder.store(builder.fadd(builder.load(dot), builder.fmul(w, v)), dot)
-            return builder.load(dot)
+            return _emit_sparse_dot(context, builder, signature.args, args, fpext_f16)
 
         return sig, codegen
 
@@ -226,3 +241,119 @@ def prefetch(typingctx, arr, i):
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+# ------------------------------------------------------- filtered dot product
+#
+# On a long document and a short query almost every gathered query weight is
+# zero (nfcorpus: ~250 stored terms per document, ~16 query terms, a handful
+# in common), and on AMD Zen 4 an 8-lane gather costs ~0.5 ns per lane: the
+# gathers are the whole cost of scoring. ``filtered_dot`` first tests sixteen
+# document terms at a time against a 1,024-bit filter of the query's terms
+# (bit ``t % 1024``), held in two AVX-512 registers and read with one
+# ``vpermi2d`` (no memory access), compresses the positions that pass into a
+# small stack buffer (``vpcompressd``, no branch), and only then reads the
+# query weights of those few candidates. False positives (another term with
+# the same filter bit) read a zero weight, so the sum is exact: the same
+# terms are added, in document order instead of eight interleaved lanes.
+# Where AVX-512 is missing it is ``sparse_dot`` with the filter ignored.
+
+HAVE_AVX512 = _host_has("avx512f") if _X86 else False
+FILTER_WORDS = 32  # 32 x 32 bits: the filter fills exactly two 16-lane registers
+_BUF = 256  # candidate positions buffered before they are summed (more are flushed)
+
+
+def _make_filtered_dot(use_avx512: bool, fpext_f16: bool):
+    @intrinsic
+    def filtered_dot(typingctx, q, bits, idx, vals, a, b):
+        """sparse_dot(q, idx, vals, a, b), reading only terms whose bit is set in ``bits``.
+
+        ``bits``: FILTER_WORDS uint32 words (all of them are read), bit
+        ``t % 1024`` (word ``(t >> 5) % 32``, bit ``t % 32``) set for every
+        term ``t`` where ``q`` is non-zero. Exact as long as ``q`` is zero at
+        every term whose bit is clear, which is how the kernels build both.
+        """
+        if not (isinstance(bits, types.Array) and bits.dtype == types.uint32 and _dot_operands_ok(q, idx, vals)):
+            return None
+        sig = types.float32(q, bits, idx, vals, types.intp, types.intp)
+        if not use_avx512:
+            def codegen_plain(context, builder, signature, args):
+                keep = (0, 2, 3, 4, 5)
+                return _emit_sparse_dot(context, builder, [signature.args[i] for i in keep],
+                                        [args[i] for i in keep], fpext_f16)
+            return sig, codegen_plain
+        kind = _value_kind(vals.dtype)
+
+        def codegen(context, builder, signature, args):
+            qty, bty, ity, vty = signature.args[:4]
+            qa = context.make_array(qty)(context, builder, args[0])
+            ba = context.make_array(bty)(context, builder, args[1])
+            ia = context.make_array(ity)(context, builder, args[2])
+            va = context.make_array(vty)(context, builder, args[3])
+            start, stop = args[4], args[5]
+            intp = start.type
+            v16 = ir.VectorType(_I32, 16)
+            m16 = ir.VectorType(_I1, 16)
+            table = builder.bitcast(ba.data, v16.as_pointer())
+            lo = builder.load(table, align=4)
+            hi = builder.load(builder.gep(table, [_I32(1)]), align=4)
+            buf = cgutils.alloca_once(builder, _I32, size=_BUF + 16)
+            n_buf = cgutils.alloca_once_value(builder, ir.Constant(intp, 0))
+            dot = cgutils.alloca_once_value(builder, ir.Constant(_F32, 0.0))
+
+            def add_term(p):
+                t = _load_one(context, builder, ity, ia, p)
+                t = builder.zext(t, intp) if ity.dtype == types.uint16 else builder.sext(t, intp)
+                w = builder.load(builder.gep(qa.data, [t], inbounds=True))
+                v = _decode(builder, _load_one(context, builder, vty, va, p), kind, False, fpext_f16)
+                builder.store(builder.fadd(builder.load(dot), builder.fmul(w, v)), dot)
+
+            def flush():
+                with cgutils.for_range(builder, builder.load(n_buf)) as loop:
+                    r = builder.load(builder.gep(buf, [loop.index]))
+                    add_term(builder.add(start, builder.sext(r, intp)))
+                builder.store(ir.Constant(intp, 0), n_buf)
+
+            permute = cgutils.get_or_insert_function(builder.module, ir.FunctionType(v16, [v16, v16, v16]),
+                                                     "llvm.x86.avx512.vpermi2var.d.512")
+            compress = cgutils.get_or_insert_function(builder.module, ir.FunctionType(v16, [v16, m16, v16]),
+                                                      "llvm.experimental.vector.compress.v16i32")
+            ctpop = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(16), [ir.IntType(16)]),
+                                                   "llvm.ctpop.i16")
+
+            def splat(x):
+                return ir.Constant(v16, [x] * 16)
+
+            n = builder.sub(stop, start)
+            end16 = builder.add(start, builder.and_(n, ir.Constant(intp, ~15)))
+            lanes = cgutils.alloca_once_value(builder, ir.Constant(v16, list(range(16))))
+            with cgutils.for_range_slice(builder, start, end16, ir.Constant(intp, 16)) as (p, _):
+                elem = context.get_value_type(ity.dtype)
+                ptr = cgutils.get_item_pointer(context, builder, ity, ia, [p], wraparound=False)
+                t = builder.load(builder.bitcast(ptr, ir.VectorType(elem, 16).as_pointer()), align=ity.dtype.bitwidth // 8)
+                if ity.dtype == types.uint16:
+                    t = builder.zext(t, v16)
+                word = builder.call(permute, [lo, builder.lshr(t, splat(5)), hi])
+                hit = builder.icmp_unsigned("!=", builder.and_(builder.lshr(word, builder.and_(t, splat(31))),
+                                                               splat(1)), splat(0))
+                pos = builder.load(lanes)  # p - start + (0, 1, ..., 15)
+                builder.store(builder.add(pos, splat(16)), lanes)
+                packed = builder.call(compress, [pos, hit, ir.Constant(v16, ir.Undefined)])
+                at = builder.load(n_buf)
+                builder.store(packed, builder.bitcast(builder.gep(buf, [at]), v16.as_pointer()), align=4)
+                count = builder.call(ctpop, [builder.bitcast(hit, ir.IntType(16))])
+                at = builder.add(at, builder.zext(count, intp))
+                builder.store(at, n_buf)
+                with cgutils.if_unlikely(builder, builder.icmp_signed(">", at, ir.Constant(intp, _BUF))):
+                    flush()
+            flush()
+            with cgutils.for_range_slice(builder, end16, stop, ir.Constant(intp, 1)) as (p, _):
+                add_term(p)
+            return builder.load(dot)
+
+        return sig, codegen
+
+    return filtered_dot
+
+
+filtered_dot = _make_filtered_dot(HAVE_AVX512, HAVE_F16)
