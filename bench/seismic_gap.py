@@ -10,7 +10,10 @@ k-NN graph), then reports:
   system's Python entry and kernel call;
 * recall@10 against exact search at a few (query_cut, heap_factor)
   settings, heap_factor 0 included (every block of the chosen lists scored:
-  differences there come from the lists, above it from blocks and summaries).
+  differences there come from the lists, above it from blocks and summaries);
+* with ``--seeds N``: lsr's recall at the same settings for clustering seeds
+  0..N-1, the spread that comes from the random choice of centroids alone
+  (pyseismic fixes its seed in its source, so it has one draw).
 
 Writes bench/out/seismic_gap_<data>.json.
 """
@@ -43,6 +46,8 @@ def best_us(fn, n=20000, reps=7) -> float:
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--real", default="nfcorpus")
+    ap.add_argument("--seeds", type=int, default=0, metavar="N",
+                    help="also build lsr with clustering seeds 0..N-1 and report each one's recall")
     args = ap.parse_args()
     from seismic_bench import OUT, PySeismicSearcher, build_pyseismic, real_data
 
@@ -73,6 +78,18 @@ def main():
         row = {"query_cut": qc, "heap_factor": hf, "lsr": recall(got), "pyseismic": recall(theirs)}
         out["recall"].append(row)
         print(row, flush=True)
+
+    if args.seeds:
+        out["recall_by_seed"] = {}
+        for seed in range(args.seeds):
+            other = SeismicIndex.build(docs, ids, **params, seed=seed)
+            row = [recall(other.batch_search(queries, 10, query_cut=qc, heap_factor=hf, threads=1)[0])
+                   for qc, hf in SETTINGS]
+            out["recall_by_seed"][seed] = row
+            print("seed", seed, {f"{qc}/{hf}": round(r, 4) for (qc, hf), r in zip(SETTINGS, row)}, flush=True)
+        spread = np.array(list(out["recall_by_seed"].values()))
+        out["recall_seed_range"] = [{"query_cut": qc, "heap_factor": hf, "min": float(lo), "max": float(hi)}
+                                    for (qc, hf), lo, hi in zip(SETTINGS, spread.min(0), spread.max(0))]
 
     df = np.bincount(docs.indices, minlength=docs.vocab.size)
     term = int(np.flatnonzero(df == 1)[0])
