@@ -5,6 +5,8 @@
 import json
 import sys
 
+import numpy as np
+
 
 def setting(x):
     """A run's search setting as printed: query_cut / heap_factor (/ knn when refinement was on)."""
@@ -60,6 +62,14 @@ def acceptance(S, target=0.95):
                   f"({setting(m)}), ratio {m['mean_ms'] / ps['mean_ms']:.2f}")
     if lsr:
         print(f"- exact / lsr-seismic latency: {exact / lsr['mean_ms']:.1f}x")
+    plain_l = best([x for x in S["lsr-seismic"]["runs"] if not x.get("knn")], target)
+    plain_p = best([x for x in S["pyseismic-lsr"]["runs"] if not x.get("knn")], target)
+    if plain_l and plain_p:
+        print(f"- without graphs, fastest at recall@10 >= {target}: lsr {setting(plain_l)} "
+              f"({plain_l['recall@10']:.3f}, {plain_l['mean_ms']:.3f} ms), pyseismic {setting(plain_p)} "
+              f"({plain_p['recall@10']:.3f}, {plain_p['mean_ms']:.3f} ms): ratio "
+              f"{plain_l['mean_ms'] / plain_p['mean_ms']:.2f}; exact / lsr {exact / plain_l['mean_ms']:.1f}x")
+    same_setting(S)
     frontier(S, target)
     a, b = S["lsr-seismic"], S["pyseismic-lsr"]
     graph_a, graph_b = a.get("timings", {}).get("knn_s", 0.0), b.get("knn_build_s", 0.0)
@@ -69,6 +79,19 @@ def acceptance(S, target=0.95):
     if graph_a or graph_b:
         print(f"- k-NN graph build: lsr {graph_a:.1f} s, pyseismic {graph_b:.1f} s; index with graph, "
               f"lsr / pyseismic: {a['build_s'] / (b['index_only_build_s'] + graph_b):.2f}")
+
+
+def same_setting(S):
+    """Every setting both systems ran: the spread of lsr / pyseismic latency and of the recall difference."""
+    key = lambda x: (x["query_cut"], x["heap_factor"], x.get("knn", 0))  # noqa: E731
+    theirs = {key(x): x for x in S["pyseismic-lsr"]["runs"]}
+    pairs = [(x, theirs[key(x)]) for x in S["lsr-seismic"]["runs"] if key(x) in theirs]
+    if pairs:
+        r = np.array([a["mean_ms"] / b["mean_ms"] for a, b in pairs])
+        d = np.array([a["recall@10"] - b["recall@10"] for a, b in pairs])
+        print(f"- same setting ({len(pairs)} shared), lsr / pyseismic latency: min {r.min():.2f}, "
+              f"median {np.median(r):.2f}, max {r.max():.2f}; recall difference median {np.median(d):+.3f}, "
+              f"range {d.min():+.3f} to {d.max():+.3f}")
 
 
 def frontier(S, target=0.95):
