@@ -25,13 +25,21 @@ def splade_like(n, dim, nnz, seed):
 
 DOCS = splade_like(1500, 400, 30, 1)
 QUERIES = splade_like(40, 400, 12, 2)
+LONG_QUERIES = splade_like(20, 400, 400, 3)
 
 
-def test_equals_exact_without_pruning_or_skipping():
+@pytest.mark.parametrize("long", [False, True], ids=["short queries", "long queries"])
+def test_equals_exact_without_pruning_or_skipping(long):
+    # Queries of more than FILTER_MAX_TERMS terms are scored with the plain
+    # gather instead of the query-term filter: both paths must be exact.
+    from lsr.kernels.seismic import FILTER_MAX_TERMS
+    queries = LONG_QUERIES if long else QUERIES
+    n_terms = np.diff(queries.indptr)
+    assert (n_terms.min() > FILTER_MAX_TERMS) if long else (n_terms.max() <= FILTER_MAX_TERMS)
     exact = ExactIndex.build(DOCS)
     seismic = SeismicIndex.build(DOCS, n_postings=0, forward_dtype="f32")
-    a_docs, a_scores = exact.search_numbers(QUERIES, 10)
-    b_docs, b_scores = seismic.search_numbers(QUERIES, 10, query_cut=10_000, heap_factor=0.0)
+    a_docs, a_scores = exact.search_numbers(queries, 10)
+    b_docs, b_scores = seismic.search_numbers(queries, 10, query_cut=10_000, heap_factor=0.0)
     assert np.array_equal(a_docs, b_docs)
     np.testing.assert_allclose(a_scores, b_scores, rtol=1e-6)
 

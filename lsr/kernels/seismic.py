@@ -15,7 +15,7 @@ LLVM IR (F16C where the CPU has it, integer arithmetic where it does not).
 import numpy as np
 from numba import njit, prange
 
-from .simd import FILTER_WORDS, filtered_dot, prefetch, sparse_dot
+from .simd import FILTER_WORDS, forward_dot, prefetch
 from .topk import heap_push, heap_sorted
 
 # ----------------------------------------------------------------- utilities
@@ -568,15 +568,7 @@ def _search_one(q_idx, q_val, k, query_cut, heap_factor, knn, f16, pf, q, visite
                 packed = block_fwd[p]
                 start = packed >> 16
                 stop = start + (packed & 0xFFFF)
-                if short:
-                    if f16:
-                        s = filtered_dot(q, qbits, fwd_idx, fwd_codes, start, stop)
-                    else:
-                        s = filtered_dot(q, qbits, fwd_idx, fwd_val, start, stop)
-                elif f16:
-                    s = sparse_dot(q, fwd_idx, fwd_codes, start, stop)
-                else:
-                    s = sparse_dot(q, fwd_idx, fwd_val, start, stop)
+                s = forward_dot(q, qbits, short, fwd_idx, fwd_codes, fwd_val, f16, start, stop)
                 # inline admission test: most documents do not enter the heap
                 if s > 0.0 and (size < k or s > hs[0] or (s == hs[0] and d < hd[0])):
                     size = heap_push(hs, hd, size, k, s, d)
@@ -612,15 +604,7 @@ def _search_one(q_idx, q_val, k, query_cut, heap_factor, knn, f16, pf, q, visite
                             prefetch(fwd_val, r)
         for ci in range(n_cand):
             d = cand[ci]
-            if short:
-                if f16:
-                    s = filtered_dot(q, qbits, fwd_idx, fwd_codes, fwd_ptr[d], fwd_ptr[d + 1])
-                else:
-                    s = filtered_dot(q, qbits, fwd_idx, fwd_val, fwd_ptr[d], fwd_ptr[d + 1])
-            elif f16:
-                s = sparse_dot(q, fwd_idx, fwd_codes, fwd_ptr[d], fwd_ptr[d + 1])
-            else:
-                s = sparse_dot(q, fwd_idx, fwd_val, fwd_ptr[d], fwd_ptr[d + 1])
+            s = forward_dot(q, qbits, short, fwd_idx, fwd_codes, fwd_val, f16, fwd_ptr[d], fwd_ptr[d + 1])
             if s > 0.0 and (size < k or s > hs[0] or (s == hs[0] and d < hd[0])):
                 size = heap_push(hs, hd, size, k, s, d)
     for j in range(q_idx.shape[0]):
@@ -698,15 +682,7 @@ def filtered_scan(q_ptr, q_idx, q_val, k, ids, fwd_ptr, fwd_idx, fwd_val, fwd_co
         size = 0
         for i in range(ids.shape[0]):
             d = ids[i]
-            if short:
-                if f16:
-                    s = filtered_dot(q, qbits, fwd_idx, fwd_codes, fwd_ptr[d], fwd_ptr[d + 1])
-                else:
-                    s = filtered_dot(q, qbits, fwd_idx, fwd_val, fwd_ptr[d], fwd_ptr[d + 1])
-            elif f16:
-                s = sparse_dot(q, fwd_idx, fwd_codes, fwd_ptr[d], fwd_ptr[d + 1])
-            else:
-                s = sparse_dot(q, fwd_idx, fwd_val, fwd_ptr[d], fwd_ptr[d + 1])
+            s = forward_dot(q, qbits, short, fwd_idx, fwd_codes, fwd_val, f16, fwd_ptr[d], fwd_ptr[d + 1])
             if s > 0.0 and (size < k or s > hs[0] or (s == hs[0] and d < hd[0])):
                 size = heap_push(hs, hd, size, k, s, d)
         heap_sorted(hs, hd, size, out_scores[qi], out_docs[qi])

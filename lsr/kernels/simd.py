@@ -263,6 +263,76 @@ FILTER_WORDS = 32  # 32 x 32 bits: the filter fills exactly two 16-lane register
 _BUF = 256  # candidate positions buffered before they are summed (more are flushed)
 
 
+def _emit_filtered_dot(context, builder, types_, values, fpext_f16):
+    """AVX-512 IR for filtered_dot; ``types_``: (q, bits, idx, vals), ``values``: those and a, b."""
+    qty, bty, ity, vty = types_
+    qa = context.make_array(qty)(context, builder, values[0])
+    ba = context.make_array(bty)(context, builder, values[1])
+    ia = context.make_array(ity)(context, builder, values[2])
+    va = context.make_array(vty)(context, builder, values[3])
+    start, stop = values[4], values[5]
+    kind = _value_kind(vty.dtype)
+    intp = start.type
+    v16 = ir.VectorType(_I32, 16)
+    m16 = ir.VectorType(_I1, 16)
+    table = builder.bitcast(ba.data, v16.as_pointer())
+    lo = builder.load(table, align=4)
+    hi = builder.load(builder.gep(table, [_I32(1)]), align=4)
+    buf = cgutils.alloca_once(builder, _I32, size=_BUF + 16)
+    n_buf = cgutils.alloca_once_value(builder, ir.Constant(intp, 0))
+    dot = cgutils.alloca_once_value(builder, ir.Constant(_F32, 0.0))
+
+    def add_term(p):
+        t = _load_one(context, builder, ity, ia, p)
+        t = builder.zext(t, intp) if ity.dtype == types.uint16 else builder.sext(t, intp)
+        w = builder.load(builder.gep(qa.data, [t], inbounds=True))
+        v = _decode(builder, _load_one(context, builder, vty, va, p), kind, False, fpext_f16)
+        builder.store(builder.fadd(builder.load(dot), builder.fmul(w, v)), dot)
+
+    def flush():
+        with cgutils.for_range(builder, builder.load(n_buf)) as loop:
+            r = builder.load(builder.gep(buf, [loop.index]))
+            add_term(builder.add(start, builder.sext(r, intp)))
+        builder.store(ir.Constant(intp, 0), n_buf)
+
+    permute = cgutils.get_or_insert_function(builder.module, ir.FunctionType(v16, [v16, v16, v16]),
+                                             "llvm.x86.avx512.vpermi2var.d.512")
+    compress = cgutils.get_or_insert_function(builder.module, ir.FunctionType(v16, [v16, m16, v16]),
+                                              "llvm.experimental.vector.compress.v16i32")
+    ctpop = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(16), [ir.IntType(16)]),
+                                           "llvm.ctpop.i16")
+
+    def splat(x):
+        return ir.Constant(v16, [x] * 16)
+
+    n = builder.sub(stop, start)
+    end16 = builder.add(start, builder.and_(n, ir.Constant(intp, ~15)))
+    lanes = cgutils.alloca_once_value(builder, ir.Constant(v16, list(range(16))))
+    with cgutils.for_range_slice(builder, start, end16, ir.Constant(intp, 16)) as (p, _):
+        elem = context.get_value_type(ity.dtype)
+        ptr = cgutils.get_item_pointer(context, builder, ity, ia, [p], wraparound=False)
+        t = builder.load(builder.bitcast(ptr, ir.VectorType(elem, 16).as_pointer()), align=ity.dtype.bitwidth // 8)
+        if ity.dtype == types.uint16:
+            t = builder.zext(t, v16)
+        word = builder.call(permute, [lo, builder.lshr(t, splat(5)), hi])
+        hit = builder.icmp_unsigned("!=", builder.and_(builder.lshr(word, builder.and_(t, splat(31))),
+                                                       splat(1)), splat(0))
+        pos = builder.load(lanes)  # p - start + (0, 1, ..., 15)
+        builder.store(builder.add(pos, splat(16)), lanes)
+        packed = builder.call(compress, [pos, hit, ir.Constant(v16, ir.Undefined)])
+        at = builder.load(n_buf)
+        builder.store(packed, builder.bitcast(builder.gep(buf, [at]), v16.as_pointer()), align=4)
+        count = builder.call(ctpop, [builder.bitcast(hit, ir.IntType(16))])
+        at = builder.add(at, builder.zext(count, intp))
+        builder.store(at, n_buf)
+        with cgutils.if_unlikely(builder, builder.icmp_signed(">", at, ir.Constant(intp, _BUF))):
+            flush()
+    flush()
+    with cgutils.for_range_slice(builder, end16, stop, ir.Constant(intp, 1)) as (p, _):
+        add_term(p)
+    return builder.load(dot)
+
+
 def _make_filtered_dot(use_avx512: bool, fpext_f16: bool):
     @intrinsic
     def filtered_dot(typingctx, q, bits, idx, vals, a, b):
@@ -276,84 +346,66 @@ def _make_filtered_dot(use_avx512: bool, fpext_f16: bool):
         if not (isinstance(bits, types.Array) and bits.dtype == types.uint32 and _dot_operands_ok(q, idx, vals)):
             return None
         sig = types.float32(q, bits, idx, vals, types.intp, types.intp)
-        if not use_avx512:
-            def codegen_plain(context, builder, signature, args):
-                keep = (0, 2, 3, 4, 5)
-                return _emit_sparse_dot(context, builder, [signature.args[i] for i in keep],
-                                        [args[i] for i in keep], fpext_f16)
-            return sig, codegen_plain
-        kind = _value_kind(vals.dtype)
 
         def codegen(context, builder, signature, args):
-            qty, bty, ity, vty = signature.args[:4]
-            qa = context.make_array(qty)(context, builder, args[0])
-            ba = context.make_array(bty)(context, builder, args[1])
-            ia = context.make_array(ity)(context, builder, args[2])
-            va = context.make_array(vty)(context, builder, args[3])
-            start, stop = args[4], args[5]
-            intp = start.type
-            v16 = ir.VectorType(_I32, 16)
-            m16 = ir.VectorType(_I1, 16)
-            table = builder.bitcast(ba.data, v16.as_pointer())
-            lo = builder.load(table, align=4)
-            hi = builder.load(builder.gep(table, [_I32(1)]), align=4)
-            buf = cgutils.alloca_once(builder, _I32, size=_BUF + 16)
-            n_buf = cgutils.alloca_once_value(builder, ir.Constant(intp, 0))
-            dot = cgutils.alloca_once_value(builder, ir.Constant(_F32, 0.0))
-
-            def add_term(p):
-                t = _load_one(context, builder, ity, ia, p)
-                t = builder.zext(t, intp) if ity.dtype == types.uint16 else builder.sext(t, intp)
-                w = builder.load(builder.gep(qa.data, [t], inbounds=True))
-                v = _decode(builder, _load_one(context, builder, vty, va, p), kind, False, fpext_f16)
-                builder.store(builder.fadd(builder.load(dot), builder.fmul(w, v)), dot)
-
-            def flush():
-                with cgutils.for_range(builder, builder.load(n_buf)) as loop:
-                    r = builder.load(builder.gep(buf, [loop.index]))
-                    add_term(builder.add(start, builder.sext(r, intp)))
-                builder.store(ir.Constant(intp, 0), n_buf)
-
-            permute = cgutils.get_or_insert_function(builder.module, ir.FunctionType(v16, [v16, v16, v16]),
-                                                     "llvm.x86.avx512.vpermi2var.d.512")
-            compress = cgutils.get_or_insert_function(builder.module, ir.FunctionType(v16, [v16, m16, v16]),
-                                                      "llvm.experimental.vector.compress.v16i32")
-            ctpop = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(16), [ir.IntType(16)]),
-                                                   "llvm.ctpop.i16")
-
-            def splat(x):
-                return ir.Constant(v16, [x] * 16)
-
-            n = builder.sub(stop, start)
-            end16 = builder.add(start, builder.and_(n, ir.Constant(intp, ~15)))
-            lanes = cgutils.alloca_once_value(builder, ir.Constant(v16, list(range(16))))
-            with cgutils.for_range_slice(builder, start, end16, ir.Constant(intp, 16)) as (p, _):
-                elem = context.get_value_type(ity.dtype)
-                ptr = cgutils.get_item_pointer(context, builder, ity, ia, [p], wraparound=False)
-                t = builder.load(builder.bitcast(ptr, ir.VectorType(elem, 16).as_pointer()), align=ity.dtype.bitwidth // 8)
-                if ity.dtype == types.uint16:
-                    t = builder.zext(t, v16)
-                word = builder.call(permute, [lo, builder.lshr(t, splat(5)), hi])
-                hit = builder.icmp_unsigned("!=", builder.and_(builder.lshr(word, builder.and_(t, splat(31))),
-                                                               splat(1)), splat(0))
-                pos = builder.load(lanes)  # p - start + (0, 1, ..., 15)
-                builder.store(builder.add(pos, splat(16)), lanes)
-                packed = builder.call(compress, [pos, hit, ir.Constant(v16, ir.Undefined)])
-                at = builder.load(n_buf)
-                builder.store(packed, builder.bitcast(builder.gep(buf, [at]), v16.as_pointer()), align=4)
-                count = builder.call(ctpop, [builder.bitcast(hit, ir.IntType(16))])
-                at = builder.add(at, builder.zext(count, intp))
-                builder.store(at, n_buf)
-                with cgutils.if_unlikely(builder, builder.icmp_signed(">", at, ir.Constant(intp, _BUF))):
-                    flush()
-            flush()
-            with cgutils.for_range_slice(builder, end16, stop, ir.Constant(intp, 1)) as (p, _):
-                add_term(p)
-            return builder.load(dot)
+            if use_avx512:
+                return _emit_filtered_dot(context, builder, signature.args[:4], args, fpext_f16)
+            keep = (0, 2, 3, 4, 5)
+            return _emit_sparse_dot(context, builder, [signature.args[i] for i in keep], [args[i] for i in keep],
+                                    fpext_f16)
 
         return sig, codegen
 
     return filtered_dot
 
 
+def _make_forward_dot(use_avx512: bool, fpext_f16: bool):
+    @intrinsic
+    def forward_dot(typingctx, q, bits, use_filter, idx, codes, vals, f16, a, b):
+        """A document's score from the forward index, as the search kernels need it.
+
+        filtered_dot (``use_filter``) or sparse_dot over the float16 ``codes``
+        (``f16``) or the float32 ``vals``: one intrinsic, so that each kernel
+        scores a document in one line and numba adds no reference counting
+        (an njit helper taking these arrays would, per document).
+        """
+        if not (isinstance(use_filter, types.Boolean) and isinstance(f16, types.Boolean)
+                and isinstance(bits, types.Array) and bits.dtype == types.uint32
+                and isinstance(codes, types.Array) and codes.dtype == types.uint16
+                and isinstance(vals, types.Array) and vals.dtype == types.float32
+                and _dot_operands_ok(q, idx, vals)):
+            return None
+        sig = types.float32(q, bits, use_filter, idx, codes, vals, f16, types.intp, types.intp)
+
+        def codegen(context, builder, signature, args):
+            qt, bt, _, it, ct, vt = signature.args[:6]
+            qv, bv, filt, iv, cv, vv, is_f16, a_, b_ = args
+            out = cgutils.alloca_once(builder, _F32)
+
+            def score(stored_t, stored):
+                if not use_avx512:
+                    builder.store(_emit_sparse_dot(context, builder, (qt, it, stored_t), (qv, iv, stored, a_, b_),
+                                                   fpext_f16), out)
+                    return
+                with builder.if_else(filt) as (yes, no):
+                    with yes:
+                        builder.store(_emit_filtered_dot(context, builder, (qt, bt, it, stored_t),
+                                                         (qv, bv, iv, stored, a_, b_), fpext_f16), out)
+                    with no:
+                        builder.store(_emit_sparse_dot(context, builder, (qt, it, stored_t),
+                                                       (qv, iv, stored, a_, b_), fpext_f16), out)
+
+            with builder.if_else(is_f16) as (yes, no):
+                with yes:
+                    score(ct, cv)
+                with no:
+                    score(vt, vv)
+            return builder.load(out)
+
+        return sig, codegen
+
+    return forward_dot
+
+
 filtered_dot = _make_filtered_dot(HAVE_AVX512, HAVE_F16)
+forward_dot = _make_forward_dot(HAVE_AVX512, HAVE_F16)
