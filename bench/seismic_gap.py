@@ -49,7 +49,7 @@ def main():
     ap.add_argument("--seeds", type=int, default=0, metavar="N",
                     help="also build lsr with clustering seeds 0..N-1 and report each one's recall")
     args = ap.parse_args()
-    from seismic_bench import OUT, PySeismicSearcher, build_pyseismic, real_data
+    from seismic_bench import OUT, PySeismicSearcher, build_pyseismic, real_data, recall_at_k
 
     from lsr.index import ExactIndex, SeismicIndex
     from lsr.index.seismic import BUILD_DEFAULTS, default_build_params
@@ -65,9 +65,8 @@ def main():
     truth, _ = ExactIndex.build(docs, ids).search_numbers(queries, 10)
     position = {d: i for i, d in enumerate(ids)}
 
-    def recall(rows):
-        return float(np.mean([len({position[d] for d in r if d} & set(truth[i].tolist())) / 10
-                              for i, r in enumerate(rows)]))
+    def recall(rows):  # rows: each query's string ids
+        return recall_at_k(rows, truth, position)
 
     out = {"date": time.strftime("%Y-%m-%d"), "data": args.real, "params": params, "recall": []}
     for qc, hf in SETTINGS:

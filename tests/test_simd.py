@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from numba import njit
 
-from lsr.kernels.simd import FILTER_WORDS, HAVE_AVX512, _make_filtered_dot, _make_sparse_dot, prefetch, sparse_dot
+from lsr.kernels.simd import FILTER_WORDS, HAVE_AVX512, _make_forward_dot, _make_sparse_dot, prefetch, sparse_dot
 
 # The integer float16 decoder is what CPUs without F16C run; build it here too.
 soft_dot = _make_sparse_dot(False)
@@ -19,19 +19,28 @@ def _soft(q, idx, vals, a, b):
     return soft_dot(q, idx, vals, a, b)
 
 
-# The AVX-512 filter path where the CPU has it, and the fallback every other CPU runs.
-filtered_fast = _make_filtered_dot(HAVE_AVX512, True)
-filtered_plain = _make_filtered_dot(False, True)
+# The kernels' scoring intrinsic: with the AVX-512 filter path where the CPU
+# has it, and as every other CPU builds it.
+forward_fast = _make_forward_dot(HAVE_AVX512, True)
+forward_plain = _make_forward_dot(False, True)
 
 
 @njit
-def _filtered(q, bits, idx, vals, a, b):
-    return filtered_fast(q, bits, idx, vals, a, b)
+def _forward(q, bits, use_filter, idx, codes, vals, f16, a, b):
+    return forward_fast(q, bits, use_filter, idx, codes, vals, f16, a, b)
 
 
 @njit
-def _filtered_plain(q, bits, idx, vals, a, b):
-    return filtered_plain(q, bits, idx, vals, a, b)
+def _forward_plain(q, bits, use_filter, idx, codes, vals, f16, a, b):
+    return forward_plain(q, bits, use_filter, idx, codes, vals, f16, a, b)
+
+
+def _stored(raw, encoding):
+    """(codes, vals, f16, decoded): the forward index's two value arrays, one of them empty, as an index holds them."""
+    if encoding == "f32":
+        return np.zeros(0, np.uint16), raw, False, raw
+    half = raw.astype(np.float16)
+    return half.view(np.uint16), np.zeros(0, np.float32), True, half.astype(np.float32)
 
 
 def _query(rng, terms):
@@ -102,7 +111,8 @@ def test_prefetch_has_no_effect_on_values():
 @pytest.mark.parametrize("n", [0, 1, 15, 16, 17, 31, 32, 33, 250, 700])
 @pytest.mark.parametrize("idx_dtype", [np.uint16, np.int32])
 @pytest.mark.parametrize("encoding", ["f32", "f16"])
-def test_filtered_dot_matches_numpy(n, idx_dtype, encoding):
+@pytest.mark.parametrize("use_filter", [True, False], ids=["filtered", "plain"])
+def test_forward_dot_matches_numpy(n, idx_dtype, encoding, use_filter):
     rng = np.random.default_rng(1000 + n)
     vocab = 30522 if idx_dtype == np.uint16 else 70000
     idx = rng.integers(0, vocab, n + 6).astype(idx_dtype)
@@ -111,21 +121,19 @@ def test_filtered_dot_matches_numpy(n, idx_dtype, encoding):
     shared = np.unique(idx[3:3 + n])[: max(1, n // 20)] if n else np.array([], dtype=np.int64)
     terms = np.unique(np.r_[shared, rng.integers(0, vocab - 1024, 12), (shared + 1024) % vocab]).astype(np.int64)
     q, bits = _query(rng, terms)
-    raw = rng.random(n + 6).astype(np.float32) * 3
-    vals, decoded = (raw, raw) if encoding == "f32" else (raw.astype(np.float16).view(np.uint16),
-                                                          raw.astype(np.float16).astype(np.float32))
+    codes, vals, f16, decoded = _stored(rng.random(n + 6).astype(np.float32) * 3, encoding)
     want = _reference(q, idx, decoded, 3, 3 + n)
-    for fn in (_filtered, _filtered_plain):
-        assert fn(q, bits, idx, vals, 3, 3 + n) == pytest.approx(want, rel=1e-5, abs=1e-5)
+    for fn in (_forward, _forward_plain):
+        assert fn(q, bits, use_filter, idx, codes, vals, f16, 3, 3 + n) == pytest.approx(want, rel=1e-5, abs=1e-5)
 
 
-def test_filtered_dot_with_every_term_a_candidate_flushes_its_buffer():
+def test_filtered_path_with_every_term_a_candidate_flushes_its_buffer():
     # An all-ones filter makes each of the 700 terms a candidate: more than
     # the buffer holds, so it is summed and emptied several times.
     rng = np.random.default_rng(7)
     idx = rng.integers(0, 30522, 700).astype(np.uint16)
     q = rng.random(30522).astype(np.float32)
-    vals = rng.random(700).astype(np.float32)
+    codes, vals, f16, decoded = _stored(rng.random(700).astype(np.float32), "f32")
     bits = np.full(FILTER_WORDS, 0xFFFFFFFF, dtype=np.uint32)
-    want = _reference(q, idx, vals, 0, 700)
-    assert _filtered(q, bits, idx, vals, 0, 700) == pytest.approx(want, rel=1e-5)
+    want = _reference(q, idx, decoded, 0, 700)
+    assert _forward(q, bits, True, idx, codes, vals, f16, 0, 700) == pytest.approx(want, rel=1e-5)

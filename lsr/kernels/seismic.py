@@ -9,7 +9,7 @@ a block's documents exactly (from the forward index) only when the block's
 summary promises enough.
 
 Forward-index weights are either float32 or float16 bit patterns (uint16):
-numba has no float16 type on the CPU, so `simd.sparse_dot` / `filtered_dot` decode them in
+numba has no float16 type on the CPU, so `simd.forward_dot` decodes them in
 LLVM IR (F16C where the CPU has it, integer arithmetic where it does not).
 """
 import numpy as np
@@ -316,11 +316,26 @@ def summary_fill(block_ptr, block_docs, fwd_ptr, fwd_idx, fwd_val, vocab_size, t
                 dense[touched[i]] = 0.0
 
 
-# Queries with at most this many terms score documents with
-# `simd.filtered_dot` (a 1,024-bit filter of the query's terms first); above
-# it the filter passes too many terms to pay (at 128 terms ~12% of a
-# document's terms pass by chance) and the plain gather is used.
+# Queries with at most this many terms score documents with the filtered
+# dot product of `simd.forward_dot` (a 1,024-bit filter of the query's terms
+# first); above it the filter passes too many terms to pay (at 128 terms ~12%
+# of a document's terms pass by chance) and the plain gather is used.
 FILTER_MAX_TERMS = 128
+
+
+@njit(cache=True)
+def _load_query(q_idx, q_val, n_terms, q, qbits):
+    """Scatter one query into the dense vector ``q`` and set its terms' bits in
+    the filter ``qbits`` (both all zero on entry), leaving out terms >= n_terms;
+    returns whether the query is short enough for the filtered dot product."""
+    n = 0
+    for j in range(q_idx.shape[0]):
+        t = q_idx[j]
+        if t < n_terms:
+            q[t] = q_val[j]
+            qbits[(t >> 5) & 31] |= np.uint32(1 << (t & 31))
+            n += 1
+    return n <= FILTER_MAX_TERMS
 
 # How many documents of a block are being loaded ahead of the one scored
 # (1 = none ahead). See _search_one.
@@ -425,9 +440,10 @@ def summaries_by_term(list_block_ptr, sum_ptr, sum_terms, sum_codes, vocab_size,
 # Hot-loop rules, measured on scifact and nfcorpus:
 # * scoring is a gather from the dense query vector; `simd.sparse_dot` does it
 #   eight lanes at a time (AVX2 gathers + F16C), ~1.6x faster per non-zero
-#   than the best scalar loop; `simd.filtered_dot` first drops the document
-#   terms that a 1,024-bit filter of the query's terms rules out (AVX-512),
-#   ~1.9x faster again on 250-term documents and short queries;
+#   than the best scalar loop; `simd.forward_dot`'s filtered path first
+#   drops the document terms that a 1,024-bit filter of the query's terms
+#   rules out (AVX-512), ~1.9x faster again on 250-term documents and short
+#   queries;
 # * no helper that takes arrays is called per document or per block: each
 #   such call (inlined or not) costs numba an atomic incref/decref per array,
 #   which was a quarter of the search time. Only intrinsics appear below.
@@ -458,13 +474,7 @@ def _search_one(q_idx, q_val, k, query_cut, heap_factor, knn, f16, pf, q, visite
     # marked visited and never scored, and cannot raise the heap threshold.
     filtered = allowed.shape[0] > 0
     qbits = np.zeros(FILTER_WORDS, dtype=np.uint32)
-    n_q = 0
-    for j in range(q_idx.shape[0]):
-        if q_idx[j] < n_terms:
-            q[q_idx[j]] = q_val[j]
-            qbits[(q_idx[j] >> 5) & 31] |= np.uint32(1 << (q_idx[j] & 31))
-            n_q += 1
-    short = n_q <= FILTER_MAX_TERMS
+    short = _load_query(q_idx, q_val, n_terms, q, qbits)  # once per query: a helper call is affordable here
     hs = np.empty(k, dtype=np.float32)
     hd = np.empty(k, dtype=np.int64)
     size = 0
@@ -670,13 +680,7 @@ def filtered_scan(q_ptr, q_idx, q_val, k, ids, fwd_ptr, fwd_idx, fwd_val, fwd_co
     for qi in prange(n_q):
         q = np.zeros(vocab_size, dtype=np.float32)
         qbits = np.zeros(FILTER_WORDS, dtype=np.uint32)
-        n_q = 0
-        for j in range(q_ptr[qi], q_ptr[qi + 1]):
-            if q_idx[j] < vocab_size:
-                q[q_idx[j]] = q_val[j]
-                qbits[(q_idx[j] >> 5) & 31] |= np.uint32(1 << (q_idx[j] & 31))
-                n_q += 1
-        short = n_q <= FILTER_MAX_TERMS
+        short = _load_query(q_idx[q_ptr[qi]:q_ptr[qi + 1]], q_val[q_ptr[qi]:q_ptr[qi + 1]], vocab_size, q, qbits)
         hs = np.empty(k, dtype=np.float32)
         hd = np.empty(k, dtype=np.int64)
         size = 0

@@ -248,7 +248,8 @@ def prefetch(typingctx, arr, i):
 # On a long document and a short query almost every gathered query weight is
 # zero (nfcorpus: ~250 stored terms per document, ~16 query terms, a handful
 # in common), and on AMD Zen 4 an 8-lane gather costs ~0.5 ns per lane: the
-# gathers are the whole cost of scoring. ``filtered_dot`` first tests sixteen
+# gathers are the whole cost of scoring. The filtered dot product
+# (``_emit_filtered_dot``, used through ``forward_dot``) first tests sixteen
 # document terms at a time against a 1,024-bit filter of the query's terms
 # (bit ``t % 1024``), held in two AVX-512 registers and read with one
 # ``vpermi2d`` (no memory access), compresses the positions that pass into a
@@ -264,7 +265,7 @@ _BUF = 256  # candidate positions buffered before they are summed (more are flus
 
 
 def _emit_filtered_dot(context, builder, types_, values, fpext_f16):
-    """AVX-512 IR for filtered_dot; ``types_``: (q, bits, idx, vals), ``values``: those and a, b."""
+    """AVX-512 IR for the filtered dot product; ``types_``: (q, bits, idx, vals), ``values``: those and a, b."""
     qty, bty, ity, vty = types_
     qa = context.make_array(qty)(context, builder, values[0])
     ba = context.make_array(bty)(context, builder, values[1])
@@ -333,41 +334,22 @@ def _emit_filtered_dot(context, builder, types_, values, fpext_f16):
     return builder.load(dot)
 
 
-def _make_filtered_dot(use_avx512: bool, fpext_f16: bool):
-    @intrinsic
-    def filtered_dot(typingctx, q, bits, idx, vals, a, b):
-        """sparse_dot(q, idx, vals, a, b), reading only terms whose bit is set in ``bits``.
-
-        ``bits``: FILTER_WORDS uint32 words (all of them are read), bit
-        ``t % 1024`` (word ``(t >> 5) % 32``, bit ``t % 32``) set for every
-        term ``t`` where ``q`` is non-zero. Exact as long as ``q`` is zero at
-        every term whose bit is clear, which is how the kernels build both.
-        """
-        if not (isinstance(bits, types.Array) and bits.dtype == types.uint32 and _dot_operands_ok(q, idx, vals)):
-            return None
-        sig = types.float32(q, bits, idx, vals, types.intp, types.intp)
-
-        def codegen(context, builder, signature, args):
-            if use_avx512:
-                return _emit_filtered_dot(context, builder, signature.args[:4], args, fpext_f16)
-            keep = (0, 2, 3, 4, 5)
-            return _emit_sparse_dot(context, builder, [signature.args[i] for i in keep], [args[i] for i in keep],
-                                    fpext_f16)
-
-        return sig, codegen
-
-    return filtered_dot
-
-
 def _make_forward_dot(use_avx512: bool, fpext_f16: bool):
     @intrinsic
     def forward_dot(typingctx, q, bits, use_filter, idx, codes, vals, f16, a, b):
         """A document's score from the forward index, as the search kernels need it.
 
-        filtered_dot (``use_filter``) or sparse_dot over the float16 ``codes``
-        (``f16``) or the float32 ``vals``: one intrinsic, so that each kernel
-        scores a document in one line and numba adds no reference counting
-        (an njit helper taking these arrays would, per document).
+        The filtered dot product (``use_filter``; plain sparse_dot where the
+        CPU lacks AVX-512) or sparse_dot, over the float16 ``codes`` (``f16``)
+        or the float32 ``vals``: one intrinsic, so that each kernel scores a
+        document in one line and numba adds no reference counting (an njit
+        helper taking these arrays would, per document).
+
+        ``bits``: FILTER_WORDS uint32 words (all of them are read), bit
+        ``t % 1024`` (word ``(t >> 5) % 32``, bit ``t % 32``) set for every
+        term ``t`` where ``q`` is non-zero. The filtered sum is exact as long
+        as ``q`` is zero at every term whose bit is clear, which is how the
+        kernels build both.
         """
         if not (isinstance(use_filter, types.Boolean) and isinstance(f16, types.Boolean)
                 and isinstance(bits, types.Array) and bits.dtype == types.uint32
@@ -407,5 +389,4 @@ def _make_forward_dot(use_avx512: bool, fpext_f16: bool):
     return forward_dot
 
 
-filtered_dot = _make_filtered_dot(HAVE_AVX512, HAVE_F16)
 forward_dot = _make_forward_dot(HAVE_AVX512, HAVE_F16)
