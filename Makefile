@@ -52,7 +52,9 @@ demo: install seed $(INDEX)/manifest.json
 	@echo "Evaluating on beir/scifact/test (300 queries):"
 	$(BIN)/lsr eval $(INDEX) beir/scifact/test --metrics nDCG@10 --metrics R@100
 
+# Lint first (ruff, configured in pyproject.toml): a style error fails in seconds, not after the suite.
 test: install llm seed
+	$(BIN)/ruff check lsr tests bench
 	LSR_SHARED_DATA="$(abspath $(SHARED))" $(BIN)/python -m pytest -q
 
 bench: install seed

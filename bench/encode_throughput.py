@@ -13,15 +13,13 @@ import argparse
 import json
 import os
 import platform
-import sys
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from reference import doc_text, load_beir, st_model, to_csr  # noqa: E402
+from lsr.eval.reference import doc_text, load_beir, st_model, to_csr  # noqa: E402
 
 
 def main():

@@ -45,9 +45,9 @@ def main():
     args = ap.parse_args()
     os.environ.setdefault("IR_DATASETS_HOME", str(HERE.parent / ".cache" / "ir_datasets"))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from lsr.index import load_index
-    from lsr.pipeline import Searcher
     from lsr.data import load_dataset
+    from lsr.index import load_index
+    from lsr.retrieval import Searcher
 
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
     queries = [q.text for q in load_dataset(f"beir/{args.dataset}/test").queries()]

@@ -51,7 +51,7 @@ def main():
     import ir_datasets
 
     from lsr.index import load_index
-    from lsr.pipeline import Searcher, build_index
+    from lsr.retrieval import Searcher, build_index
 
     base = OUT / "filters"
     if not (base / "exact" / "manifest.json").exists():

@@ -10,7 +10,7 @@ train split and nfcorpus's dev split, never on test: "recommended" rows
 use, per list subset, the settings with the best mean over the two tuning
 splits, applied unchanged to all four test sets (cranfield and med are
 never used for tuning). PRF rows add Rocchio / Vector-PRF before, after or
-around fusion. The DEFAULT row is the configuration ``lsr search --dense``
+around fusion. The DEFAULT row is the configuration ``lsr search --hybrid``
 uses (lsr.retrieval.hybrid.RECOMMENDED): the 3-list fusion with or without
 PRF on some of its lists, chosen on the tuning splits (ties within TIE:
 the cheapest). Every row is compared with BM25, and the default also with
@@ -48,7 +48,7 @@ TIE = 0.0005  # mean tuning nDCG@10 within this of the best counts as a tie (the
 
 
 def build(name: str, progress: bool):
-    from lsr.pipeline import build_index
+    from lsr.retrieval import build_index
     corpus = DATASETS[name][0]
     out = OUT / "hybrid" / name
     if not (out / "manifest.json").exists():
@@ -236,7 +236,7 @@ def _print_table(results):
 def dense_storage(searchers, test):
     """float32 vs float16 vs int8: bytes, search latency and nDCG@10 of the dense list alone."""
     from lsr.eval import evaluate, parse_metrics, run_from_results
-    from lsr.retrieval.dense import DenseIndex
+    from lsr.index.dense import DenseIndex
     rows = []
     for name, s in searchers.items():
         dense = s._lists.get("dense") if hasattr(s, "_lists") else None

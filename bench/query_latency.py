@@ -44,7 +44,7 @@ def main():
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ["NUMBA_NUM_THREADS"] = "1"
     from lsr.data import load_dataset
-    from lsr.pipeline import Searcher
+    from lsr.retrieval import Searcher
 
     systems = dict(s.split("=", 1) for s in args.index)
     queries = [q.text for q in load_dataset(args.queries).queries()]
@@ -81,7 +81,7 @@ def main():
             subprocess.run([sys.executable, "-m", "lsr", "search", systems[name], queries[0], "--json"],
                            capture_output=True, check=True)
             cold.append(time.perf_counter() - t)
-        probe = subprocess.run([sys.executable, "-c", "import sys; from lsr.pipeline import Searcher; "
+        probe = subprocess.run([sys.executable, "-c", "import sys; from lsr.retrieval import Searcher; "
                                 f"s = Searcher({systems[name]!r}); s.encode_queries(['x']); "
                                 "print('torch' in sys.modules)"], capture_output=True, text=True, check=True)
         result["systems"][name] = {

@@ -11,7 +11,7 @@ cited documents are relevant according to the scifact qrels. Writes
 bench/out/rag_citations.json (every answer) and .csv (the summary).
 
 The index is the one docs/rag.md builds (splade-tiny + MiniLM + BM25):
-    python -c "from lsr.pipeline import build_index; build_index('beir/scifact', 'splade-tiny', 'indexes/scifact-rag', dense='minilm')"
+    python -c "from lsr.retrieval import build_index; build_index('beir/scifact', 'splade-tiny', 'indexes/scifact-rag', dense='minilm')"
 """
 from __future__ import annotations
 

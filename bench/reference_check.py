@@ -25,10 +25,9 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path.insert(0, str(HERE))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from reference import reference_ndcg  # noqa: E402
+from lsr.eval.reference import reference_ndcg  # noqa: E402
 
 
 def lsr_cli(*args) -> str:
@@ -41,7 +40,7 @@ def lsr_cli(*args) -> str:
 
 def latency(index_dir: Path, split_id: str) -> dict:
     from lsr.data import load_dataset
-    from lsr.pipeline import Searcher
+    from lsr.retrieval import Searcher
     s = Searcher(index_dir)
     ds = load_dataset(split_id)
     qrels = ds.qrels()

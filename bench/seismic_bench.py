@@ -64,7 +64,7 @@ def real_data(name: str):
 
 def encode_queries(name, root, cache):
     from lsr.data import load_dataset
-    from lsr.pipeline import Searcher
+    from lsr.retrieval import Searcher
     ds = load_dataset(f"beir/{name}/test")
     qrels = ds.qrels()
     queries = Searcher(root).encode_queries([q.text for q in ds.queries() if q.query_id in qrels])

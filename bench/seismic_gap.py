@@ -21,14 +21,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
 
 SETTINGS = [(3, 0.0), (3, 0.6), (3, 0.7), (10, 0.0), (10, 0.6)]
 
@@ -49,11 +47,10 @@ def main():
     ap.add_argument("--seeds", type=int, default=0, metavar="N",
                     help="also build lsr with clustering seeds 0..N-1 and report each one's recall")
     args = ap.parse_args()
-    from seismic_bench import OUT, PySeismicSearcher, build_pyseismic, real_data, recall_at_k
-
     from lsr.index import ExactIndex, SeismicIndex
     from lsr.index.seismic import BUILD_DEFAULTS, default_build_params
     from lsr.sparse import SparseVectors
+    from seismic_bench import OUT, PySeismicSearcher, build_pyseismic, real_data, recall_at_k
     ids, docs, queries = real_data(args.real)
     params = {k: v for k, v in BUILD_DEFAULTS.items() if k not in ("forward_dtype", "seed", "knn", "knn_blocks")}
     params.update(default_build_params(len(docs)))

@@ -26,13 +26,11 @@ Per collection:
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
 
 
 def shape_stats(docs, queries) -> dict:

@@ -36,7 +36,7 @@ def main():
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from lsr.data import load_dataset
     from lsr.eval.metrics import evaluate, parse_metrics
-    from lsr.pipeline import Searcher
+    from lsr.retrieval import Searcher
     from lsr.training.teachers import ensemble
     from lsr.training.trainer import _teacher
 
@@ -45,7 +45,7 @@ def main():
     queries = [q for q in ds.queries() if q.query_id in qrels]
     docs = list(ds.docs())
     text_of = {d.doc_id: d.full_text for d in docs}
-    ids, first = Searcher(args.index).batch_search([q.text for q in queries], args.depth)
+    ids, first = Searcher(args.index).batch_search_ids([q.text for q in queries], args.depth)
     cands = [[d for d in row if d] for row in ids]
     metrics = parse_metrics(["nDCG@10"])
 

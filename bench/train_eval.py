@@ -36,7 +36,8 @@ def main():
     os.environ.setdefault("IR_DATASETS_HOME", str(HERE.parent / ".cache" / "ir_datasets"))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from lsr.data import load_dataset
-    from lsr.pipeline import Searcher, build_index, evaluate_index
+    from lsr.eval import evaluate_index
+    from lsr.retrieval import Searcher, build_index
 
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
     for model in args.models:

@@ -27,3 +27,10 @@ class QueryError(LsrError):
 
 # Public alias: the trailing underscore only avoids shadowing the builtin here.
 IndexFormatError = IndexError_
+
+
+class ParameterError(LsrError, TypeError):
+    """An unknown or ill-typed build / search parameter (a TypeError too, as Python raises for a bad keyword)."""
+
+
+__all__ = ["LsrError", "DataError", "ModelError", "IndexError_", "IndexFormatError", "QueryError", "ParameterError"]

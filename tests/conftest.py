@@ -1,12 +1,10 @@
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))  # the independent reference (bench/reference.py)
 # The shared data folder: $LSR_SHARED_DATA (the Makefile sets it from SHARED=),
 # else ../shared/data next to the checkout.
 SHARED = Path(os.environ.get("LSR_SHARED_DATA") or ROOT.parent / "shared" / "data").resolve()

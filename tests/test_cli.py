@@ -6,9 +6,8 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from lsr.cli.app import app
-
 from conftest import BEIR, needs_shared
+from lsr.cli.app import app
 
 runner = CliRunner()
 
@@ -40,8 +39,18 @@ def test_search_json_contract(tiny_index):
     hits = json.loads(res.stdout)["hits"]
     assert [h["doc_id"] for h in hits][0] == "d1"
     assert hits[0]["title"] == "Vitamin D" and hits[0]["score"] > hits[1]["score"] > 0
-    assert set(hits[0]) == {"doc_id", "score", "title", "metadata"}  # metadata: only when the document has some
-    assert hits[0]["metadata"] == {"year": 2020, "tags": ["nutrition", "bones"]}
+    assert all(set(h) == {"doc_id", "score", "title"} for h in hits)  # the same keys on every hit
+    res = run("search", tiny_index, "vitamin D and bone fractures", "-k", "4", "--json", "--text",
+              "--metadata", "year,tags")
+    hits = json.loads(res.stdout)["hits"]
+    assert all(set(h) == {"doc_id", "score", "title", "text", "metadata"} for h in hits)
+    assert all(set(h["metadata"]) == {"year", "tags"} for h in hits)  # null where a document lacks a field
+    assert hits[0]["metadata"] == {"year": 2020, "tags": ["nutrition", "bones"]} and "Vitamin D" in hits[0]["text"]
+    res = run("search", tiny_index, "gene expression in stem cells", "-k", "1", "--json", "--metadata", "source,tags")
+    hit = json.loads(res.stdout)["hits"][0]
+    assert (hit["doc_id"], hit["title"], hit["metadata"]) == ("d4", None, {"source": "review", "tags": None})
+    res = run("search", tiny_index, "bones", "--metadata", "yeer")
+    assert res.exit_code == 1 and "--metadata 'yeer': the index stores no such field" in res.stderr
 
 
 def test_search_table(tiny_index):
@@ -132,7 +141,7 @@ def test_med_end_to_end_matches_independent_reference(med_indexes):
     res = run("eval", med_indexes["exact"], BEIR / "med", "--json")
     assert res.exit_code == 0, res.output
     ours = json.loads(res.stdout)
-    from reference import reference_ndcg  # bench/reference.py: no lsr code
+    from lsr.eval.reference import reference_ndcg  # imports no other lsr code
     reference = reference_ndcg(BEIR / "med", resolve_model("splade-tiny").path)
     assert abs(ours["nDCG@10"] - reference["ndcg_cut_10"]) <= 0.005, (ours, reference)
     assert abs(ours["R@100"] - reference["recall_100"]) <= 0.01, (ours, reference)
@@ -167,7 +176,8 @@ def test_index_a_folder_from_lsr_encode(tmp_path):
     corpus = ROOT / "data/fixtures/tiny_corpus.jsonl"
     res = run("encode", corpus, "--model", "splade-tiny", "-o", tmp_path / "vec", "--shard-size", "3", "-q")
     assert res.exit_code == 0, res.output
-    assert sorted(p.name for p in (tmp_path / "vec").glob("shard-*.parquet")) == ["shard-00000.parquet", "shard-00001.parquet"]
+    assert sorted(p.name for p in (tmp_path / "vec").glob("shard-*.parquet")) == \
+        ["shard-00000.parquet", "shard-00001.parquet"]
     res = run("index", tmp_path / "vec", "--model", "minilm", "-o", tmp_path / "idx")
     assert res.exit_code == 1 and "was encoded with 'splade-tiny', not 'minilm'" in res.stderr
     res = run("index", tmp_path / "vec", "-o", tmp_path / "idx", "-q")  # model comes from encode.json
@@ -212,3 +222,165 @@ def test_unreachable_ir_dataset_is_one_error_line(tmp_path, monkeypatch):
     assert res.stderr.startswith("error: ir_datasets could not fetch the documents of 'cranfield' (ConnectionError")
     assert "IR_DATASETS_HOME" in res.stderr and "Traceback" not in res.stderr
     assert not (tmp_path / "i").exists()
+
+
+# ---------------------------------------------------------------- the CLI surface: help, version, options
+COMMANDS = ("index", "encode", "search", "eval", "ask", "tune", "tune-hybrid", "compose", "models", "train")
+
+
+def test_version_and_short_help():
+    import lsr
+    res = run("--version")
+    assert res.exit_code == 0 and res.stdout.strip() == f"lsr {lsr.__version__}"
+    assert run("-h").exit_code == 0 and "search" in run("-h").stdout
+    for command in COMMANDS:
+        res = run(command, "-h")
+        assert res.exit_code == 0 and "Usage:" in res.stdout, command
+
+
+def test_help_reads_naturally():
+    """No `<bool>` / BOOLEAN type on flags, no {INDEX}-style usage; the seismic options say they apply
+    to the sparse list of a hybrid search."""
+    for args in ([], *([c] for c in COMMANDS)):
+        out = run(*args, "--help").stdout
+        assert "<bool>" not in out and "BOOLEAN" not in out and "{" not in out.split("Usage:")[1].splitlines()[0], args
+    out = run("search", "--help").stdout
+    assert "search [OPTIONS] INDEX [QUERY]" in out and "K [x>=1]" in out
+    assert "with --hybrid, its sparse list" in out and "--hybrid" in out
+
+
+@pytest.mark.parametrize("command", ["search", "eval", "ask", "tune"])
+def test_k_is_spelled_the_same_on_every_command(command):
+    out = run(command, "--help").stdout
+    assert "--k" in out and "-k" in out
+
+
+def test_k_long_form_works(tiny_index, tmp_path):
+    from conftest import ROOT
+    f = ROOT / "data/fixtures"
+    hits = json.loads(run("search", tiny_index, "bones", "--k", "1", "--json").stdout)["hits"]
+    assert len(hits) == 1
+    res = run("eval", tiny_index, f / "tiny_corpus.jsonl", "--queries", f / "tiny_queries.jsonl",
+              "--qrels", f / "tiny_qrels.tsv", "--json", "--metrics", "RR@10", "--k", "2", "--run", tmp_path / "r")
+    assert res.exit_code == 0, res.output
+    per_query = [line.split()[0] for line in (tmp_path / "r").read_text().splitlines()]
+    assert per_query.count("q1") <= 2 and per_query.count("q2") <= 2
+    res = run("tune", tiny_index, "--queries", f / "tiny_queries.jsonl", "--k", "2", "--dry-run", "--json",
+              "--target-recall", "0.5")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["k"] == 2 and json.loads(res.stdout)["stored"] is False
+    assert run("ask", tiny_index, "  ", "--k", "2").stderr.strip() == "error: question is empty"
+
+
+# ---------------------------------------------------------------- batch queries into a run file
+def _run_file(path):
+    return [line.split() for line in path.read_text().splitlines()]
+
+
+def test_queries_file_to_trec_run_matches_the_searcher(tiny_index, tmp_path):
+    from lsr.retrieval import Searcher
+    queries = tmp_path / "q.tsv"
+    queries.write_text("id\ttext\nqa\tvitamin D and bone fractures\nqb\tsmoking and lung cancer\n")
+    res = run("search", tiny_index, "--queries", queries, "--run", tmp_path / "run.txt", "-k", "3")
+    assert res.exit_code == 0, res.output
+    assert res.stdout == "" and "wrote" in res.stderr
+    lines = _run_file(tmp_path / "run.txt")
+    ids, scores = Searcher(tiny_index).batch_search_ids(["vitamin D and bone fractures", "smoking and lung cancer"], 3)
+    want = [[qid, "Q0", str(d), str(rank), f"{s:.6f}", "lsr"] for qid, row, srow in zip(("qa", "qb"), ids, scores)
+            for rank, (d, s) in enumerate([(d, s) for d, s in zip(row, srow) if d != ""], 1)]
+    assert lines == want and lines[0][2] == "d1"
+    from conftest import ROOT  # a JSONL queries file keeps its ids
+    res = run("search", tiny_index, "--queries", ROOT / "data/fixtures/tiny_queries.jsonl", "-k", "1")
+    assert [line.split()[:3] for line in res.stdout.splitlines()] == [["q1", "Q0", "d1"], ["q2", "Q0", "d2"]]
+
+
+def test_queries_from_stdin(tiny_index):
+    res = runner.invoke(app, ["search", str(tiny_index), "--queries", "-", "-k", "1"],
+                        input="vitamin D and bone fractures\n\nsmoking and lung cancer\n")
+    assert res.exit_code == 0, res.output
+    assert [line.split()[:4] for line in res.stdout.splitlines()] == [["1", "Q0", "d1", "1"], ["2", "Q0", "d2", "1"]]
+    res = runner.invoke(app, ["search", str(tiny_index), "--queries", "-", "-k", "1", "--json"],
+                        input="x7\tsmoking and lung cancer\n")
+    assert [json.loads(line)["query_id"] for line in res.stdout.splitlines()] == ["x7"]
+    assert set(json.loads(res.stdout)["hits"][0]) == {"doc_id", "score", "title"}
+    res = runner.invoke(app, ["search", str(tiny_index), "--queries", "-"], input="a\tbones\nno tab here\n")
+    assert res.exit_code == 1 and "error: <stdin>:2: expected id<TAB>text" in res.stderr
+
+
+def _flat(text):
+    """A usage error's text without the panel's borders and line breaks."""
+    return " ".join(text.replace("│", " ").split())
+
+
+def test_query_and_queries_are_exclusive(tiny_index, tmp_path):
+    res = runner.invoke(app, ["search", str(tiny_index), "bones", "--queries", "-"], input="bones\n")
+    assert res.exit_code == 2 and "give a QUERY or --queries FILE, not both" in _flat(res.output)
+    res = run("search", tiny_index)
+    assert res.exit_code == 2 and "give a QUERY, or --queries FILE" in _flat(res.output)
+    res = run("search", tiny_index, "bones", "--run", tmp_path / "r")
+    assert res.exit_code == 2 and "--run writes the results of --queries FILE" in _flat(res.output)
+
+
+# ---------------------------------------------------------------- seismic options, --hybrid
+@pytest.fixture(scope="module")
+def exact_bm25(tmp_path_factory):
+    from conftest import ROOT
+    out = tmp_path_factory.mktemp("exact") / "bm25"
+    res = run("index", ROOT / "data/fixtures/tiny_corpus.jsonl", "-m", "bm25", "--index-type", "exact", "-o", out, "-q")
+    assert res.exit_code == 0, res.output
+    return out
+
+
+def test_seismic_options_on_an_exact_index_are_refused(exact_bm25):
+    from conftest import ROOT
+    res = run("search", exact_bm25, "bones", "--query-cut", "3")
+    assert res.exit_code == 1 and res.stderr.strip() == \
+        f"error: --query-cut applies to a seismic index; {exact_bm25} is an exact index"
+    f = ROOT / "data/fixtures"
+    res = run("eval", exact_bm25, f / "tiny_corpus.jsonl", "--queries", f / "tiny_queries.jsonl",
+              "--qrels", f / "tiny_qrels.tsv", "--heap-factor", "0.5", "--knn", "2")
+    assert res.exit_code == 1 and "--heap-factor, --knn apply to a seismic index" in res.stderr
+    res = run("search", exact_bm25, "bones", "--hybrid", "--query-cut", "3")
+    assert res.exit_code == 1 and "is an exact index" in res.stderr
+
+
+def test_hybrid_applies_seismic_options_to_the_sparse_list(tiny_index):
+    res = run("search", tiny_index, "weak bones", "--hybrid", "--query-cut", "2", "--heap-factor", "0", "--json")
+    assert res.exit_code == 0, res.output
+    hits = json.loads(res.stdout)["hits"]
+    assert hits and all(set(h) == {"doc_id", "score", "title", "list_scores"} for h in hits)
+    res = run("search", tiny_index, "weak bones", "--dense")  # --dense names a model on `lsr index` only
+    assert res.exit_code == 2 and "the fused search is --hybrid" in _flat(res.output)
+    res = run("search", tiny_index, "weak bones", "--fb-docs", "3")
+    assert res.exit_code == 1 and "fb_docs" in res.stderr and "--prf after" in res.stderr
+
+
+# ---------------------------------------------------------------- --quiet
+def test_quiet_silences_every_progress_bar(tiny_index, tmp_path, monkeypatch):
+    """-q: no bar on stderr, lsr's or a library's (simulated by a tqdm bar the command does not control)."""
+    from tqdm import tqdm
+
+    import lsr.data
+    import lsr.retrieval
+    from conftest import ROOT
+    f = ROOT / "data/fixtures"
+
+    def with_library_bar(real):
+        def wrapped(*args, **kwargs):
+            for _ in tqdm(range(3), desc="library bar"):
+                pass
+            return real(*args, **kwargs)
+        return wrapped
+    monkeypatch.setattr(lsr.data, "load_dataset", with_library_bar(lsr.data.load_dataset))
+    monkeypatch.setattr(lsr.retrieval, "build_index", with_library_bar(lsr.retrieval.build_index))
+    ev = ["eval", tiny_index, f / "tiny_corpus.jsonl", "--queries", f / "tiny_queries.jsonl",
+          "--qrels", f / "tiny_qrels.tsv"]
+    loud = run(*ev)
+    assert loud.exit_code == 0 and "library bar" in loud.stderr and "searching" in loud.stderr  # the check can fail
+    quiet = run(*ev, "-q")
+    assert quiet.exit_code == 0 and quiet.stderr == "", quiet.stderr
+    res = run("index", f / "tiny_corpus.jsonl", "-m", "bm25", "--index-type", "exact", "-o", tmp_path / "i", "-q")
+    assert res.exit_code == 0 and res.stderr.startswith("indexed 4 documents") and len(res.stderr.splitlines()) == 1
+    for _ in tqdm(range(1), desc="after"):  # the switch is undone when the command ends
+        pass
+    assert tqdm(range(1)).disable is False

@@ -3,10 +3,9 @@ import json
 
 import pytest
 
+from conftest import BEIR, needs_shared
 from lsr.data import load_dataset
 from lsr.errors import DataError
-
-from conftest import BEIR, needs_shared
 
 
 @needs_shared

@@ -285,8 +285,9 @@ def test_cli_indexes_and_searches_compositions_in_any_vocabulary(tiny_llm, tmp_p
         assert hits["exact"] and hits["exact"] == hits["seismic"]
         if model != f"echo@{tiny_llm}":  # a real encoder finds the vitamin D document
             assert hits["exact"][0] == "d1"
-    from lsr.index import load_index
     from transformers import AutoTokenizer
+
+    from lsr.index import load_index
     assert load_index(tmp_path / "echo-exact").vocab.size == len(AutoTokenizer.from_pretrained(str(tiny_llm)))
     res = runner.invoke(app, ["index", corpus, "--model", "qfoo_dmlm", "-o", str(tmp_path / "x"), "-q"])
     assert res.exit_code != 0 and "qfoo_dmlm" in res.output

@@ -3,12 +3,11 @@ from itertools import islice
 
 import pytest
 
-from lsr.data import load_dataset
-from lsr.errors import DataError, ModelError
-from lsr.encoders import resolve_model
-from lsr.sparse import SparseVectors, read_vectors
-
 from conftest import BEIR, needs_shared
+from lsr.data import load_dataset
+from lsr.encoders import resolve_model
+from lsr.errors import DataError, ModelError
+from lsr.sparse import SparseVectors, read_vectors
 
 
 def test_bundled_names_resolve_offline():

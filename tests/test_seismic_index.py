@@ -32,7 +32,7 @@ LONG_QUERIES = splade_like(20, 400, 400, 3)
 def test_equals_exact_without_pruning_or_skipping(long):
     # Queries of more than FILTER_MAX_TERMS terms are scored with the plain
     # gather instead of the query-term filter: both paths must be exact.
-    from lsr.kernels.seismic import FILTER_MAX_TERMS
+    from lsr.kernels.seismic_search import FILTER_MAX_TERMS
     queries = LONG_QUERIES if long else QUERIES
     n_terms = np.diff(queries.indptr)
     assert (n_terms.min() > FILTER_MAX_TERMS) if long else (n_terms.max() <= FILTER_MAX_TERMS)
@@ -70,8 +70,8 @@ def test_build_parameters_recorded_and_validated(tmp_path):
     idx = SeismicIndex.build(DOCS, n_postings=300, summary_energy=0.5, query_cut=7, heap_factor=0.9)
     assert idx.params["n_postings"] == 300 and idx.params["query_cut"] == 7
     assert idx.n_postings <= 300 * 400 and idx.n_blocks > 0
-    with pytest.raises(TypeError, match="unknown SeismicIndex parameter.*bogus"):
-        SeismicIndex.build(DOCS, bogus=1)
+    with pytest.raises(TypeError, match="unknown seismic build parameter 'bogus' \\(it takes n_postings, "):
+        SeismicIndex.build(DOCS, bogus=1)  # a ParameterError, which is a TypeError (tests/test_index_params.py)
     with pytest.raises(ValueError, match="forward_dtype must be 'f16' or 'f32', got 'f8'"):
         SeismicIndex.build(DOCS, forward_dtype="f8")
     for bad in (-1, float("nan"), float("inf")):
@@ -162,8 +162,8 @@ def test_single_query_search_matches_batch_and_checks_its_input():
 
 def test_real_splade_vectors_recall(med_indexes):
     """MED encoded with splade-tiny: default settings find the exact top 10."""
-    from lsr.sparse import read_vectors
     from lsr.encoders.shards import shard_paths
+    from lsr.sparse import read_vectors
     exact = load_index(med_indexes["exact"])
     seismic = load_index(med_indexes["seismic"])
     _, vectors = read_vectors(shard_paths(med_indexes["exact"] / "vectors"))

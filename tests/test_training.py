@@ -75,8 +75,11 @@ def student():
 
 
 def test_margin_mse_kl_and_infonce_against_hand_computed_values(student):
-    from sentence_transformers.sparse_encoder.losses import (SparseDistillKLDivLoss, SparseMarginMSELoss,
-                                                             SparseMultipleNegativesRankingLoss)
+    from sentence_transformers.sparse_encoder.losses import (
+        SparseDistillKLDivLoss,
+        SparseMarginMSELoss,
+        SparseMultipleNegativesRankingLoss,
+    )
     q = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
     pos = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
     neg = torch.tensor([[1.0, 1.0], [1.0, 0.0]])
@@ -162,7 +165,7 @@ def test_per_query_normalisation():
     s = np.array([[1.0, 3.0, 2.0], [10.0, 10.0, 10.0], [-1.0, 1.0, np.nan]])
     mm = normalise(s, "minmax")
     np.testing.assert_allclose(mm[0], [0.0, 1.0, 0.5])
-    np.testing.assert_allclose(mm[1], [0.5, 0.5, 0.5])  # all tied: no preference
+    np.testing.assert_allclose(mm[1], [1.0, 1.0, 1.0])  # all tied: each is the maximum (as fusion has it)
     assert mm[2, 0] == 0 and mm[2, 1] == 1 and np.isnan(mm[2, 2])
     z = normalise(s, "zscore")
     np.testing.assert_allclose(z[0], (s[0] - 2) / np.std(s[0]), rtol=1e-6)
@@ -170,10 +173,10 @@ def test_per_query_normalisation():
     np.testing.assert_allclose(z[2, :2], [-1.0, 1.0])
     # each query on its own: scaling one query's scores changes nothing for it
     np.testing.assert_allclose(normalise(s * np.array([[100.0], [1.0], [1.0]]), "minmax"), mm)
-    with pytest.raises(ValueError, match="unknown normalisation 'rank'"):
+    with pytest.raises(ValueError, match="normalisation 'rank'"):
         normalise(s, "rank")
-    with pytest.raises(ValueError, match="infinities"):
-        normalise(np.array([[1.0, np.inf]]))
+    with pytest.raises(ValueError, match="teacher 'bad': scores contain infinities"):
+        ensemble({"bad": np.array([[1.0, np.inf]])})
 
 
 def test_ensemble_weights_and_scale():
@@ -396,10 +399,10 @@ warmup_ratio = 0.0
     assert np.array_equal(again.encode_queries([query]).to_scipy().toarray()[0], q)
     # indexed and searched by path like any model; the query side is the table
     from lsr.data import load_dataset
-    from lsr.pipeline import Searcher, build_index
+    from lsr.retrieval import Searcher, build_index
     ds = load_dataset(data, split="train")
     build_index(ds, str(out / "model"), tmp_path / "idx", index_type="exact", max_length=32, progress=False)
-    ids, scores = Searcher(tmp_path / "idx").batch_search([query], 3)
+    ids, scores = Searcher(tmp_path / "idx").batch_search_ids([query], 3)
     text = {x.doc_id: x.full_text for x in ds.docs()}
     top = again.encode_documents([text[ids[0, 0]]]).to_scipy().toarray()[0]
     assert scores[0, 0] >= scores[0, 1] > 0
@@ -440,8 +443,7 @@ def test_sparse_and_dense_teachers_score_each_candidate_once_and_consistently(st
 
 def test_mining_and_examples_errors_name_the_problem(tmp_path):
     from lsr.data import load_dataset
-    from lsr.training.mining import read_examples
-    from lsr.training.mining import mine_hard_negatives
+    from lsr.training.mining import mine_hard_negatives, read_examples
     folder = _beir_fixture(tmp_path / "tiny")
     (folder / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t0\n")
     ds = load_dataset(folder, split="train")
@@ -473,7 +475,7 @@ def test_mining_records_each_positives_judgement_and_rank(tmp_path):
     ds = load_dataset(folder, split="train")
 
     class Ranked:  # a searcher whose ranking is fixed: d1 d2 d3 d4 (d5 not retrieved)
-        def batch_search(self, texts, k):
+        def batch_search_ids(self, texts, k):
             return np.array([["d1", "d2", "d3", "d4"][:k]] * len(texts)), None
 
     rows = {r["positive"]: r for r in mine_hard_negatives(Ranked(), ds, n_negatives=2, depth=4)}

@@ -1,25 +1,51 @@
-"""Text -> sparse vectors. Heavy imports (torch, transformers) happen on load, not here."""
+"""Text -> sparse vectors. Heavy imports (torch, transformers) happen on load, not here.
+
+Model names: :mod:`.names` (grammar, :func:`describe`); weights on disk:
+:mod:`.registry` (:func:`resolve_model`); the encoder contract:
+:class:`Encoder` (:mod:`.base`).
+"""
 from ..errors import ModelError
-from .registry import BUNDLED, ResolvedModel, bundled_models, resolve_model
+from .base import Encoder
+from .names import (
+    ALIASES,
+    BUNDLED,
+    BundledModel,
+    ModelName,
+    Spec,
+    bundled_models,
+    describe,
+    installed_location,
+    is_bm25_name,
+    parse_bm25_name,
+    parse_name,
+)
+from .registry import ResolvedModel, resolve_model
+
+# Encoder classes import numpy / pyarrow / torch at module level; PEP 562 keeps them lazy.
+_LAZY = {"BM25Encoder": ".bm25", "DenseEncoder": ".dense", "SpladeEncoder": ".splade",
+         "StaticQueryEncoder": ".static"}
+
+
+def __getattr__(attr):
+    if attr in _LAZY:
+        import importlib
+        return getattr(importlib.import_module(_LAZY[attr], __name__), attr)
+    raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
 
 
 def load_encoder(name: str, max_length: int = 256, batch_size: int = 32, device: str | None = None):
     """Load a sparse encoder by bundled name, composition name (:mod:`lsr.encoders.compose`),
     local folder or Hugging Face id."""
-    from .compose import build, parse_name
     from .splade import SpladeEncoder
-    from ..retrieval.bm25 import is_bm25_name
-    if is_bm25_name(name):
+    d = describe(name)
+    if d.kind == "bm25":
         raise ModelError(f"{name!r} is fitted on a corpus, not loaded: build an index with "
-                         f"`lsr index DATASET --model {name}` (lsr.retrieval.bm25.BM25Encoder.fit in Python)")
-    spec = parse_name(name)
-    if spec is not None:
-        return SpladeEncoder(build(spec, max_length=max_length, device=device), name, max_length, batch_size)
-    resolved = resolve_model(name)
-    if resolved.kind not in (None, "splade"):
-        what = "a causal LM; use it as a sparse encoder with --model echo@" + name if resolved.kind == "causal-lm" \
-            else f"a {resolved.kind} model, not a sparse encoder"
-        raise ModelError(f"model {name!r} is {what}")
+                         f"`lsr index DATASET --model {name}` (lsr.encoders.BM25Encoder.fit in Python)")
+    if d.kind == "composition":
+        from .compose import build
+        return SpladeEncoder(build(d.composition, max_length=max_length, device=device), name, max_length,
+                             batch_size)
+    resolved = resolve_model(name, expect="splade")
     return SpladeEncoder.load(name, max_length=max_length, batch_size=batch_size, device=device, resolved=resolved)
 
 
@@ -31,4 +57,7 @@ def load_query_encoder(name: str, max_length: int = 256, batch_size: int = 32, d
     return enc if enc is not None else load_encoder(name, max_length, batch_size, device)
 
 
-__all__ = ["load_encoder", "load_query_encoder", "resolve_model", "ResolvedModel", "BUNDLED", "bundled_models"]
+__all__ = ["load_encoder", "load_query_encoder", "resolve_model", "ResolvedModel", "BUNDLED", "ALIASES",
+           "BundledModel", "bundled_models", "describe", "ModelName", "installed_location", "parse_name", "Spec",
+           "is_bm25_name", "parse_bm25_name", "Encoder", "BM25Encoder", "DenseEncoder", "SpladeEncoder",
+           "StaticQueryEncoder"]

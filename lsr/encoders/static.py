@@ -27,6 +27,8 @@ STATIC_TYPE = "sentence_transformers.sparse_encoder.modules.sparse_static_embedd
 
 
 class StaticQueryEncoder:
+    """An :class:`lsr.encoders.Encoder` for queries only (``encode_documents`` raises ModelError)."""
+
     kind = "static"
     inference_free = True
 
@@ -56,7 +58,7 @@ class StaticQueryEncoder:
         self.name = name
 
     @classmethod
-    def from_st_module(cls, module_dir, name: str = "") -> "StaticQueryEncoder":
+    def from_st_module(cls, module_dir, name: str = "") -> StaticQueryEncoder:
         """From a saved SparseStaticEmbedding folder (its tokenizer and ``model.safetensors``)."""
         from safetensors.numpy import load_file
         module_dir = Path(module_dir)
@@ -64,9 +66,9 @@ class StaticQueryEncoder:
         return cls(module_dir, weights, name)
 
     @classmethod
-    def for_model(cls, name: str) -> "StaticQueryEncoder | None":
+    def for_model(cls, name: str) -> StaticQueryEncoder | None:
         """The torch-free query encoder of model ``name``, or None if its queries need the network."""
-        from .compose import parse_name
+        from .names import parse_name
         from .registry import resolve_model
         spec = parse_name(name)
         if spec is not None:

@@ -12,6 +12,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from ..atomic import atomic_file
 from ..errors import DataError
 
 DEFAULT_METRICS = ("nDCG@10", "R@100", "RR@10")
@@ -69,14 +70,11 @@ def evaluate(run: Run, qrels: dict, metrics=None, per_query: bool = False):
 
 def write_trec_run(path, run: Run, tag: str = "lsr") -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
+    with atomic_file(path, "w") as f:
         for qid, hits in run.items():
             ranked = sorted(hits.items(), key=lambda x: (-x[1], x[0]))
             for rank, (did, score) in enumerate(ranked, 1):
                 f.write(f"{qid} Q0 {did} {rank} {score:.6f} {tag}\n")
-    tmp.replace(path)
     return path
 
 

@@ -1,8 +1,10 @@
 """What every index type shares: doc ids, vocabulary, persistence, query checks.
 
-A subclass names its arrays (``ARRAYS``), its parameters, and implements
-``_search(queries, k, threads, **params)`` returning internal doc numbers
-and scores; everything else (atomic save, verified load, id mapping) is here.
+A subclass names its arrays (``ARRAYS``), its parameters (``BUILD_PARAMS``,
+``SEARCH_PARAMS``: frozen dataclasses, see params.py), and implements
+``_search(queries, k, threads, scores, docs, allowed=None, <its search
+parameters>)`` writing internal doc numbers and scores; everything else
+(parameter names checked, atomic save, verified load, id mapping) is here.
 """
 from __future__ import annotations
 
@@ -12,11 +14,13 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import IndexError_, QueryError
+from ..layout import VOCAB as VOCAB_FILE
 from ..sparse import SparseVectors, Vocabulary, as_sparse_vectors
+from . import params as index_params
 from . import storage
 from .docs import DocIds
+from .params import NoParams
 
-VOCAB_FILE = "vocab.json"
 # The kernels' "no filter" (an empty mask): one shared array, so numba sees
 # the same argument types with and without a filter and compiles once.
 NO_FILTER = np.zeros(0, dtype=np.bool_)
@@ -37,6 +41,11 @@ class BaseIndex:
     # Arrays an older layout lacks: loaded empty (of this dtype) when the
     # manifest does not list them.
     OPTIONAL_ARRAYS: dict = {}
+    # The parameters build() and search take beyond the common ones (vectors,
+    # doc ids, k, threads, allowed, progress): a name that is not a field is
+    # refused, never dropped.
+    BUILD_PARAMS: type = NoParams
+    SEARCH_PARAMS: type = NoParams
 
     def __init__(self, arrays: dict, doc_ids: DocIds, vocab: Vocabulary, params: dict | None = None,
                  manifest: dict | None = None, path: Path | None = None):
@@ -62,6 +71,19 @@ class BaseIndex:
     @property
     def n_postings(self) -> int:
         raise NotImplementedError
+
+    # ------------------------------------------------------------ parameters
+    # For upper layers to check names against an index type before long work
+    # (encoding a corpus, loading a model), without an index at hand.
+    @classmethod
+    def check_build_params(cls, given) -> None:
+        """Raise :class:`lsr.errors.ParameterError` for a name in ``given`` that ``build`` does not take."""
+        index_params.check(given, cls.BUILD_PARAMS, f"{cls.index_type} build")
+
+    @classmethod
+    def check_search_params(cls, given) -> None:
+        """Raise :class:`lsr.errors.ParameterError` for a name in ``given`` that search does not take."""
+        index_params.check(given, cls.SEARCH_PARAMS, f"{cls.index_type} search")
 
     # ------------------------------------------------------------ persistence
     def save(self, path, overwrite: bool = False, meta: dict | None = None, extra_writer=None) -> Path:
@@ -145,7 +167,10 @@ class BaseIndex:
         :func:`lsr.index.filters.compile_where`) restricts the search to the
         documents it marks: the kernels skip the others while scanning, so
         the top k are the best *allowed* documents, not a post-filtered top k.
+        ``params`` are the fields of ``SEARCH_PARAMS``; another name raises
+        :class:`lsr.errors.ParameterError`.
         """
+        index_params.check(params, self.SEARCH_PARAMS, f"{self.index_type} search")
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         if allowed is not None:
@@ -161,7 +186,13 @@ class BaseIndex:
             self._search(q, int(k), resolve_threads(threads), scores, docs, **params)
         return docs, scores
 
-    def _search(self, q: SparseVectors, k: int, threads: int, scores, docs, **params) -> None:
+    def _search(self, q: SparseVectors, k: int, threads: int, scores, docs, allowed=None) -> None:
+        """Fill ``scores`` and ``docs`` (n_queries x k).
+
+        A subclass adds the fields of its ``SEARCH_PARAMS`` as keyword
+        arguments (search_numbers has checked the names); none takes
+        ``**kwargs``, so nothing is dropped unseen.
+        """
         raise NotImplementedError
 
     def batch_search(self, queries, k: int = 10, threads: int | None = None, **params):

@@ -6,8 +6,8 @@ turning search results into ids or titles is a ``take`` on the row numbers.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -15,10 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import DataError, IndexError_
-
-DOC_IDS = "doc_ids.parquet"
-DOCSTORE = "docs.parquet"
-METADATA = "metadata.parquet"
+from ..layout import DOC_IDS, DOCSTORE, METADATA
 
 
 class DocIds:
@@ -29,7 +26,7 @@ class DocIds:
         self._lookup: dict[str, int] | None = None
 
     @classmethod
-    def from_list(cls, ids: Sequence[str]) -> "DocIds":
+    def from_list(cls, ids: Sequence[str]) -> DocIds:
         arr = pa.array([str(i) for i in ids], pa.string())
         if len(set(arr.to_pylist())) != len(arr):
             seen, dup = set(), None
@@ -104,7 +101,7 @@ class DocIds:
         pq.write_table(pa.table({"doc_id": self._ids}), folder / DOC_IDS)
 
     @classmethod
-    def load(cls, folder: Path) -> "DocIds":
+    def load(cls, folder: Path) -> DocIds:
         try:
             return cls(pq.read_table(folder / DOC_IDS, memory_map=True).column("doc_id"))
         except Exception as e:
@@ -182,7 +179,7 @@ class DocStore:
             raise IndexError_(f"metadata has {self._meta.num_rows} rows for {table.num_rows} documents")
 
     @classmethod
-    def load(cls, folder: Path) -> "DocStore | None":
+    def load(cls, folder: Path) -> DocStore | None:
         path = folder / DOCSTORE
         if not path.exists():
             return None

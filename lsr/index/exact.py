@@ -12,10 +12,13 @@ import numpy as np
 from ..errors import IndexError_
 from ..sparse import as_sparse_vectors
 from .base import NO_FILTER, BaseIndex, run_kernel
+from .params import NoParams
 
 
 class ExactIndex(BaseIndex):
     index_type = "exact"
+    BUILD_PARAMS = NoParams  # every posting is scored: nothing to tune
+    SEARCH_PARAMS = NoParams
     ARRAYS = ("post_ptr", "post_docs", "post_vals")
     # Unchanged since version 1; lsr wrote 2 for every index type while the
     # version was global, so both load.
@@ -23,13 +26,16 @@ class ExactIndex(BaseIndex):
     READABLE_VERSIONS = (1, 2)
 
     @classmethod
-    def build(cls, vectors, doc_ids=None, vocab=None, progress: bool = False, **params) -> "ExactIndex":
+    def build(cls, vectors, doc_ids=None, vocab=None, progress: bool = False, **params) -> ExactIndex:
         """Build from SparseVectors or a scipy CSR matrix (rows = documents).
 
-        ``doc_ids`` defaults to "0", "1", ...; ``progress`` and the parameters
-        of approximate indexes are accepted and ignored (the build is one
-        sparse transpose) so callers can swap index types.
+        ``doc_ids`` defaults to "0", "1", ...; ``progress`` is accepted, as
+        every index type's build takes it, and ignored (the build is one
+        sparse transpose). The exact index has no parameters: any name in
+        ``params`` (an approximate index's, e.g. knn) raises
+        :class:`lsr.errors.ParameterError` rather than being dropped.
         """
+        cls.check_build_params(params)
         v = as_sparse_vectors(vectors, vocab)
         ids = cls._doc_ids_for(doc_ids, len(v))
         csc = v.to_scipy().tocsc()
@@ -58,8 +64,7 @@ class ExactIndex(BaseIndex):
                 or len(self.post_docs) != len(self.post_vals):
             raise IndexError_(f"{path}: array sizes disagree with each other (corrupt index)")
 
-    def _search(self, q, k, threads, scores, docs, query_cut=None, heap_factor=None, allowed=None,
-                **_ignored) -> None:
+    def _search(self, q, k, threads, scores, docs, allowed=None) -> None:
         from ..kernels.exact import batch_search, batch_search_serial
         args = (q.indptr, q.indices, q.values, self.post_ptr, self.post_docs, self.post_vals, len(self), k,
                 NO_FILTER if allowed is None else allowed)

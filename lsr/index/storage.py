@@ -16,20 +16,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_dir as _atomic_dir
+from ..atomic import write_json
 from ..errors import IndexError_
+from ..layout import MANIFEST
 
 FORMAT = "lsr-index"
 # Each index type versions its own layout (``BaseIndex.FORMAT_VERSION``), so
 # a change to one type's files never forces rebuilding another type's.
-MANIFEST = "manifest.json"
+
 
 
 def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
@@ -42,29 +42,9 @@ def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
             h.update(b)
 
 
-@contextmanager
 def atomic_dir(target: Path, overwrite: bool = False):
-    """Yield a temporary folder; on success it replaces ``target`` atomically."""
-    target = Path(target)
-    if target.exists() and not overwrite:
-        raise IndexError_(f"{target} already exists (pass overwrite=True / --overwrite to replace it)")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = None
-    if target.exists():
-        old = target.parent / f".{target.name}.old-{os.getpid()}"
-        os.replace(target, old)
-    os.replace(tmp, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    """:func:`lsr.atomic.atomic_dir`, refusing an existing index with an index error."""
+    return _atomic_dir(target, overwrite, error=IndexError_)
 
 
 def write_manifest(folder: Path, index_type: str, format_version: int, meta: dict) -> dict:
@@ -81,9 +61,7 @@ def write_manifest(folder: Path, index_type: str, format_version: int, meta: dic
         **meta,
         "files": files,
     }
-    tmp = folder / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2))
-    os.replace(tmp, folder / MANIFEST)
+    write_json(folder / MANIFEST, manifest)
     return manifest
 
 
@@ -151,7 +129,5 @@ def update_manifest(folder: Path, updates: dict) -> dict:
             manifest[key] = {**manifest[key], **value}
         else:
             manifest[key] = value
-    tmp = folder / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2))
-    os.replace(tmp, folder / MANIFEST)
+    write_json(folder / MANIFEST, manifest)
     return manifest

@@ -22,25 +22,49 @@ except ImportError:  # pragma: no cover - exercised only without the extra
     from . import missing
     raise missing("langchain-core", "langchain") from None
 
+from pydantic import Field
+
+from ..errors import ParameterError
 from . import hit_metadata, hit_text
 
 
+def _check_search_kwargs(kwargs: dict) -> None:
+    bad = [name for name in kwargs if name not in SEARCH_KWARGS]
+    if bad:
+        raise ParameterError(f"LSRRetriever search_kwargs {bad[0]!r}: it takes {', '.join(SEARCH_KWARGS)} "
+                             "(index search parameters such as query_cut go to from_index)")
+
+
+SEARCH_KWARGS = ("k", "where")
+
+
 class LSRRetriever(BaseRetriever):
-    """``retriever``: an :class:`lsr.Retriever`; ``k`` hits per query; ``where``: a metadata filter."""
+    """``retriever``: an :class:`lsr.Retriever`; ``k`` hits per query; ``where``: a metadata filter.
+
+    ``search_kwargs`` (LangChain's vector-store convention, e.g. ``{"k": 1}``)
+    overrides ``k`` and ``where``; any other key is refused rather than ignored.
+    Index search parameters (``query_cut``, ...) are set when the index is
+    loaded: ``from_index(index, query_cut=3)``.
+    """
 
     retriever: Any
     k: int = 4
     where: Optional[dict] = None
+    search_kwargs: dict = Field(default_factory=dict)
+
+    def model_post_init(self, context: Any) -> None:
+        _check_search_kwargs(self.search_kwargs)
 
     @classmethod
     def from_index(cls, index_dir, mode: str = "sparse", k: int = 4, where: dict | None = None,
-                   **load_options) -> "LSRRetriever":
-        from ..rag import Retriever
-        return cls(retriever=Retriever.load(index_dir, mode=mode, **load_options), k=k, where=where)
+                   search_kwargs: dict | None = None, **load_options) -> LSRRetriever:
+        from ..retrieval import Retriever
+        return cls(retriever=Retriever.load(index_dir, mode=mode, **load_options), k=k, where=where,
+                   search_kwargs=dict(search_kwargs or {}))
 
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun,
                                 **kwargs) -> list[Document]:
-        k = int(kwargs.get("k", self.k))
-        where = kwargs.get("where", self.where)
-        hits = self.retriever.search(query, k, where=where)
+        _check_search_kwargs(kwargs)
+        options = {"k": self.k, "where": self.where, **self.search_kwargs, **kwargs}
+        hits = self.retriever.search(query, int(options["k"]), where=options["where"])
         return [Document(page_content=hit_text(h), metadata=hit_metadata(h), id=h.doc_id) for h in hits]

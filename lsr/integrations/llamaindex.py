@@ -31,8 +31,8 @@ class LSRLlamaRetriever(BaseRetriever):
 
     @classmethod
     def from_index(cls, index_dir, mode: str = "sparse", k: int = 4, where: dict | None = None,
-                   **load_options) -> "LSRLlamaRetriever":
-        from ..rag import Retriever
+                   **load_options) -> LSRLlamaRetriever:
+        from ..retrieval import Retriever
         return cls(Retriever.load(index_dir, mode=mode, **load_options), k=k, where=where)
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:

@@ -45,7 +45,7 @@ def heap_push(hs, hd, size, k, score, doc):
 @njit(cache=True)
 def _sift_down(hs, hd, size, i):
     while True:
-        l = 2 * i + 1
+        l = 2 * i + 1  # noqa: E741  (left child, as in every heap text)
         r = l + 1
         m = i
         if l < size and _worse(hs[l], hd[l], hs[m], hd[m]):

@@ -1,5 +1,5 @@
 """Retrieval for RAG applications: :class:`Retriever`, and post-retrieval selection (:func:`dedupe`, :func:`pack`)."""
+from ..retrieval import Retriever  # re-exported: the object a RAG pipeline retrieves with
 from .pack import Packed, dedupe, pack
-from .retriever import RetrievedDoc, Retriever
 
-__all__ = ["Retriever", "RetrievedDoc", "dedupe", "pack", "Packed"]
+__all__ = ["Retriever", "dedupe", "pack", "Packed"]

@@ -85,7 +85,7 @@ class Citer:
         if not 0.0 < min_support <= 1.0:
             raise ValueError(f"min_support must be in (0, 1], got {min_support}")
         if analyzer is None:
-            from ..retrieval.bm25 import Analyzer
+            from ..encoders.bm25 import Analyzer
             analyzer = Analyzer()
         self.analyzer, self.min_support, self.min_terms = analyzer, float(min_support), int(min_terms)
 

@@ -22,7 +22,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..errors import ModelError, QueryError
+from ..errors import QueryError
 from .pack import count_words, dedupe, pack
 
 # Passages first, instruction after them: a small model follows an instruction it read last. Measured with
@@ -62,9 +62,7 @@ class LocalGenerator:
     def __init__(self, model: str = "smollm2-135m", max_new_tokens: int = 160, device: str | None = None,
                  repetition_penalty: float = 1.15, no_repeat_ngram_size: int = 4, system: str | None = None):
         from ..encoders.registry import resolve_model
-        resolved = resolve_model(model)
-        if resolved.kind not in (None, "causal-lm"):
-            raise ModelError(f"generator {model!r} is a {resolved.kind} model, not a causal LM")
+        resolved = resolve_model(model, expect="causal-lm", role="generator")
         from transformers import AutoModelForCausalLM, AutoTokenizer
         self.tokenizer = AutoTokenizer.from_pretrained(str(resolved.path))
         self.model = AutoModelForCausalLM.from_pretrained(str(resolved.path)).eval()

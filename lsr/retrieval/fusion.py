@@ -20,6 +20,7 @@ fusion is deterministic.
 """
 from __future__ import annotations
 
+import warnings
 from typing import Sequence
 
 import numpy as np
@@ -29,24 +30,31 @@ METHODS = ("convex", "rrf")
 
 
 def normalise(scores: np.ndarray, method: str = "minmax") -> np.ndarray:
-    """Normalise one query's scores (finite entries only; -inf padding stays -inf)."""
+    """Normalise each query's scores: the last axis of a 1-d (one query) or 2-d (one row per query) array.
+
+    Only finite entries are normalised; a non-finite one marks a missing
+    slot (-inf padding of a result list, NaN of a teacher's candidate
+    matrix) and is returned as it came. All-equal scores normalise to 1
+    (min-max: each equals the maximum) or 0 (z-score: each is the mean).
+    This one function serves fusion and the training teachers alike.
+    """
     if method not in NORMS:
         raise ValueError(f"normalisation {method!r}; choose from {', '.join(NORMS)}")
     s = np.asarray(scores, dtype=np.float64)
-    out = np.full(s.shape, -np.inf)
-    ok = np.isfinite(s)
-    if not ok.any():
-        return out
-    v = s[ok]
     if method == "none":
-        out[ok] = v
-    elif method == "minmax":
-        lo, hi = v.min(), v.max()
-        out[ok] = (v - lo) / (hi - lo) if hi > lo else 1.0
-    else:
-        sd = v.std()
-        out[ok] = (v - v.mean()) / sd if sd > 0 else 0.0
-    return out
+        return s.copy()
+    ok = np.isfinite(s)
+    v = np.where(ok, s, np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a row with no finite entry: nanmin of nothing
+        if method == "minmax":
+            lo, hi = np.nanmin(v, axis=-1, keepdims=True), np.nanmax(v, axis=-1, keepdims=True)
+            span = hi - lo
+            out = np.where(span > 0, (v - lo) / np.where(span > 0, span, 1.0), 1.0)
+        else:
+            mu, sd = np.nanmean(v, axis=-1, keepdims=True), np.nanstd(v, axis=-1, keepdims=True)
+            out = np.where(sd > 0, (v - mu) / np.where(sd > 0, sd, 1.0), 0.0)
+    return np.where(ok, out, s)
 
 
 def fuse(lists: Sequence[tuple[np.ndarray, np.ndarray]], weights: Sequence[float] | None = None,

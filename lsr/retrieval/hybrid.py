@@ -21,12 +21,15 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
-from ..errors import IndexError_, QueryError
+from .. import layout
+from ..atomic import write_json
+from ..errors import IndexError_, ParameterError, QueryError
 from .fusion import METHODS, NORMS, fuse
+from .hits import Hit
 from .prf import PRF, sparse_rocchio, vector_prf
 
 LISTS = ("sparse", "dense", "bm25")
-SETTINGS = "hybrid.json"
+SETTINGS = layout.HYBRID_SETTINGS
 
 
 @dataclass
@@ -67,15 +70,16 @@ class HybridConfig:
         return json.loads(json.dumps(asdict(self)))  # tuples -> lists: what a JSON file gives back
 
     @classmethod
-    def from_json(cls, d: dict) -> "HybridConfig":
+    def from_json(cls, d: dict) -> HybridConfig:
         return cls(**d)
 
 
 class _SparseList:
     """A sparse index (learned or BM25) as one list of a hybrid search."""
 
-    def __init__(self, searcher):
+    def __init__(self, searcher, params: dict | None = None):
         self.searcher = searcher
+        self.params = params or {}  # the index type's search parameters (query_cut, ...), checked by the index
         self._docs = None
         self._lock = threading.Lock()
 
@@ -83,7 +87,7 @@ class _SparseList:
         return self.searcher.encode_queries(texts)
 
     def search(self, q, depth, allowed=None):
-        return self.searcher.index.search_numbers(q, depth, allowed=allowed)
+        return self.searcher.index.search_numbers(q, depth, allowed=allowed, **self.params)
 
     def feedback(self, q, fb, prf: PRF):
         with self._lock:
@@ -94,8 +98,8 @@ class _SparseList:
 
 class _DenseList:
     def __init__(self, index_dir: Path, n_docs: int, model: str | None = None):
-        from .dense import FOLDER, DenseIndex
-        self.index = DenseIndex.load(index_dir / FOLDER, n_docs=n_docs)
+        from ..index.dense import DenseIndex
+        self.index = DenseIndex.load(index_dir / layout.DENSE_DIR, n_docs=n_docs)
         self.model_name = model or self.index.model
         self._encoder = None
         self._lock = threading.Lock()
@@ -104,7 +108,7 @@ class _DenseList:
     def encoder(self):
         with self._lock:
             if self._encoder is None:
-                from .dense import DenseEncoder
+                from ..encoders.dense import DenseEncoder
                 self._encoder = DenseEncoder(self.model_name)
                 if self._encoder.dim != self.index.dim:
                     raise IndexError_(f"dense model {self.model_name!r} gives {self._encoder.dim}-d embeddings, "
@@ -122,13 +126,30 @@ class _DenseList:
 
 
 class HybridSearcher:
-    """Fused search over the representations stored in one index directory."""
+    """Fused search over the representations stored in one index directory.
 
-    def __init__(self, index_dir, config: HybridConfig | None = None, verify: bool = True):
-        from ..pipeline import Searcher
+    ``search_params`` (query_cut, heap_factor, knn for a seismic index) apply
+    to the ``sparse`` list, the index itself; the dense and BM25 lists are
+    searched exactly. They are checked against the index type here, and
+    refused when the configuration does not fuse the sparse list.
+
+    Scores: a hit's ``score`` is the fused score (a weighted sum of
+    normalised scores, or of reciprocal ranks), comparable only within one
+    query; ``Hit.list_scores`` holds each fused list's raw score for the
+    document (None where that list did not retrieve it).
+    """
+
+    def __init__(self, index_dir, config: HybridConfig | None = None, verify: bool = True, **search_params):
+        from ..index import params as index_params
+        from .searcher import Searcher
         self.index_dir = Path(index_dir)
         self.main = Searcher(self.index_dir, verify=verify)
         self.config = config or self.stored_config(self.index_dir) or recommended(self.available())
+        index_params.check(search_params, type(self.main.index).SEARCH_PARAMS, f"{self.main.index.index_type} search")
+        if search_params and "sparse" not in self.config.lists:
+            raise ParameterError(f"search parameters {', '.join(search_params)} apply to the sparse list, which this "
+                                 f"hybrid search does not fuse (lists: {', '.join(self.config.lists)})")
+        self.search_params = search_params
         self._lists = {}
         for name in self.config.lists:
             self._lists[name] = self._open(name, verify)
@@ -139,13 +160,13 @@ class HybridSearcher:
         return available_lists(self.index_dir)
 
     def _open(self, name: str, verify: bool):
-        from ..pipeline import Searcher
+        from .searcher import Searcher
         if name == "sparse":
-            return _SparseList(self.main)
+            return _SparseList(self.main, self.search_params)
         if name == "dense":
             return _DenseList(self.index_dir, len(self.main.index))
-        lexical = self.index_dir / "lexical"
-        if not (lexical / "manifest.json").exists():
+        lexical = self.index_dir / layout.LEXICAL_DIR
+        if not layout.has_lexical(self.index_dir):
             raise IndexError_(f"{self.index_dir} has no BM25 list (build it with `lsr index ... --bm25`)")
         s = Searcher(lexical, verify=verify)
         if len(s.index) != len(self.main.index):
@@ -163,12 +184,7 @@ class HybridSearcher:
             raise IndexError_(f"{path}: unreadable hybrid settings ({e})") from None
 
     def save_config(self, config: HybridConfig | None = None) -> Path:
-        import os
-        path = self.index_dir / SETTINGS
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps((config or self.config).to_json(), indent=2))
-        os.replace(tmp, path)
-        return path
+        return write_json(self.index_dir / SETTINGS, (config or self.config).to_json())
 
     # ------------------------------------------------------------- search
     def encode(self, texts: Sequence[str]) -> dict:
@@ -185,6 +201,10 @@ class HybridSearcher:
     def combine(self, reps: dict, first: dict, k: int, config: HybridConfig | None = None, allowed=None):
         """PRF and fusion of first-round lists into top-``k`` (doc numbers, scores);
         ``allowed`` (the metadata filter's mask) applies to the PRF round's searches too."""
+        return self._combine(reps, first, k, config, allowed)[:2]
+
+    def _combine(self, reps: dict, first: dict, k: int, config: HybridConfig | None = None, allowed=None):
+        """(doc numbers, scores, the lists that went into the last fusion by name)."""
         c = config or self.config
         names = list(c.lists)
         w = c.weights or tuple(1.0 for _ in names)
@@ -194,7 +214,7 @@ class HybridSearcher:
 
         p = c.prf
         if p is None:
-            return fused(first, k)
+            return (*fused(first, k), first)
         takes = set(names if p.lists is None else p.lists)
 
         def second_round(feedback_of):
@@ -202,37 +222,53 @@ class HybridSearcher:
                     if n in takes else first[n] for n in names}
 
         if p.when == "after":
-            return fused(second_round(lambda n: first[n][0]), k)
+            second = second_round(lambda n: first[n][0])
+            return (*fused(second, k), second)
         f1 = fused(first, c.depth)
-        f2 = fused(second_round(lambda n: f1[0]), c.depth)
+        second = second_round(lambda n: f1[0])
+        f2 = fused(second, c.depth)
         if p.when == "before":
-            return f2[0][:, :k], f2[1][:, :k]
-        return fuse([f1, f2], (1.0 - p.round_weight, p.round_weight), c.fusion, c.norm, k, c.rrf_k)
+            return f2[0][:, :k], f2[1][:, :k], second
+        return (*fuse([f1, f2], (1.0 - p.round_weight, p.round_weight), c.fusion, c.norm, k, c.rrf_k), second)
 
     def search_numbers(self, texts: Sequence[str], k: int = 10, where: dict | None = None):
         """Fused top-``k`` (doc numbers, scores); ``where`` filters every list while it is searched."""
+        return self._search(texts, k, where)[:2]
+
+    def _search(self, texts, k, where):
+        if k < 1:
+            raise QueryError(f"k must be >= 1, got {k}")
         allowed = self.main.allowed(where)
         reps = self.encode(texts)
-        return self.combine(reps, self.first_round(reps, allowed=allowed), k, allowed=allowed)
+        return self._combine(reps, self.first_round(reps, allowed=allowed), k, allowed=allowed)
 
-    def batch_search(self, texts: Sequence[str], k: int = 10, where: dict | None = None, **_ignored):
-        """(doc_ids, scores) of shape (n_queries, k), like :meth:`lsr.pipeline.Searcher.batch_search`."""
+    def batch_search_ids(self, texts: Sequence[str], k: int = 10, where: dict | None = None):
+        """(doc_ids, scores) arrays of shape (n_queries, k), as :meth:`lsr.retrieval.Searcher.batch_search_ids`."""
         docs, scores = self.search_numbers(texts, k, where)
         return self.main.index.doc_ids.take(docs), scores
 
-    def search(self, text: str, k: int = 10, where: dict | None = None):
-        from ..pipeline import hits_for
-        docs, scores = self.search_numbers([text], k, where)
-        return hits_for(self.main.index.doc_ids, self.main.docstore, docs, scores)[0]
+    def batch_search(self, texts: Sequence[str], k: int = 10, where: dict | None = None) -> list[list[Hit]]:
+        """Hits for each query, best fused score first, each with its lists' raw scores (``list_scores``)."""
+        from .hits import hits_for
+        docs, scores, lists = self._search(list(texts), k, where)
+        hits = hits_for(self.main.index.doc_ids, self.main.docstore, docs, scores)
+        for qi, row in enumerate(hits):
+            raw = {name: dict(zip(d[qi].tolist(), s[qi].tolist())) for name, (d, s) in lists.items()}
+            for hit, n in zip(row, docs[qi][docs[qi] >= 0].tolist()):
+                hit.list_scores = {name: raw[name].get(n) for name in lists}
+        return hits
+
+    def search(self, text: str, k: int = 10, where: dict | None = None) -> list[Hit]:
+        return self.batch_search([text], k, where)[0]
 
 
 def available_lists(index_dir) -> tuple:
     """The representations an index directory holds ("sparse" always)."""
     index_dir = Path(index_dir)
     out = ["sparse"]
-    if (index_dir / "dense" / "dense.json").exists():
+    if layout.has_dense(index_dir):
         out.append("dense")
-    if (index_dir / "lexical" / "manifest.json").exists():
+    if layout.has_lexical(index_dir):
         out.append("bm25")
     return tuple(out)
 
@@ -244,7 +280,7 @@ RECOMMENDED = dict(lists=("bm25", "sparse", "dense"), weights=(0.3, 0.2, 0.5), f
 
 
 def recommended(available: Sequence[str] | None = None) -> HybridConfig:
-    """What ``lsr search --dense`` does on an index no one has tuned (measured in docs/RESULTS.md).
+    """What ``lsr search --hybrid`` does on an index no one has tuned (measured in docs/RESULTS.md).
 
     With ``available``, lists the index lacks are left out (the remaining
     weights keep their ratios; a convex fusion's ranking depends on nothing else).
@@ -260,3 +296,58 @@ def recommended(available: Sequence[str] | None = None) -> HybridConfig:
         prf = replace(prf, lists=left) if left else None
     return HybridConfig(lists=lists, weights=tuple(c.weights[i] for i in keep) if c.weights else None,
                         fusion=c.fusion, norm=c.norm, depth=c.depth, rrf_k=c.rrf_k, prf=prf)
+
+
+def config_from_options(index_dir, hybrid: bool = False, lists: Sequence[str] | None = None,
+                        fusion: str | None = None, norm: str | None = None, weights: Sequence[float] | None = None,
+                        prf: str | None = None, fb_docs: int | None = None, fb_terms: int | None = None,
+                        prf_beta: float | None = None) -> HybridConfig | None:
+    """The HybridConfig that search options ask for over ``index_dir``, or None for a plain sparse search.
+
+    Starts from the index's stored settings (``lsr tune-hybrid``) or the
+    recommended default. ``hybrid`` keeps that configuration's lists;
+    ``lists`` picks others (their stored weights are dropped: they belong to
+    other lists); with neither, only the index's own sparse list is searched
+    (with PRF or fusion options). ``fusion``, ``norm``, ``weights`` and
+    ``prf`` ("after", "before", "both" or "none") override the base, and
+    ``fb_docs`` / ``fb_terms`` / ``prf_beta`` its PRF. A setting that cannot
+    apply (feedback options without feedback, a bad name, a weight count that
+    does not match the lists) raises :class:`lsr.errors.ParameterError`.
+    """
+    lists = [str(x).strip() for x in lists if str(x).strip()] if lists else None
+    feedback = {"fb_docs": fb_docs, "fb_terms": fb_terms, "beta": prf_beta}
+    feedback = {key: value for key, value in feedback.items() if value is not None}
+    if not (hybrid or lists or fusion or norm or weights or feedback or (prf and prf != "none")):
+        return None
+    base = HybridSearcher.stored_config(index_dir) or recommended(available_lists(index_dir))
+    settings = base.to_json()
+    if lists or not hybrid:
+        chosen = lists or ["sparse"]
+        if chosen != list(base.lists):
+            settings["lists"], settings["weights"] = chosen, None
+    p = dict(settings["prf"]) if settings.get("prf") else None
+    if p and p.get("lists"):  # feedback only for lists that are fused
+        p["lists"] = [x for x in p["lists"] if x in settings["lists"]] or None
+        if p["lists"] is None and not prf:
+            p = None  # the stored PRF was for lists not searched now
+    if prf == "none":
+        p = None
+    elif prf:
+        p = {**(p or {}), "when": prf}
+    if feedback:
+        if p is None:
+            names = ", ".join(("prf_beta" if key == "beta" else key) for key in feedback)
+            raise ParameterError(f"{names}: pseudo-relevance feedback settings, but this search does no feedback "
+                                 "(ask for it with prf='after', 'before' or 'both'; CLI: --prf after)")
+        p.update(feedback)
+    settings["prf"] = p
+    if fusion:
+        settings["fusion"] = fusion
+    if norm:
+        settings["norm"] = norm
+    if weights:
+        settings["weights"] = [float(w) for w in weights]
+    try:
+        return HybridConfig.from_json(settings)
+    except (ValueError, TypeError) as e:
+        raise ParameterError(str(e)) from None

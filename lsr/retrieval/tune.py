@@ -1,4 +1,5 @@
-"""Choose fusion settings on judged queries (a train or dev split, never test)."""
+"""Tuning from text queries: fusion settings on judged queries (:func:`tune_fusion`; a train or dev
+split, never test) and a seismic index's search defaults for a recall target (:func:`tune_seismic`)."""
 from __future__ import annotations
 
 import itertools
@@ -27,8 +28,8 @@ def tune_fusion(searcher, dataset, metric: str = "nDCG@10", step: float = 0.1, m
     """
     from tqdm.auto import tqdm
 
-    from ..eval import evaluate, parse_metrics, run_from_results
     from ..errors import DataError
+    from ..eval import evaluate, parse_metrics, run_from_results
     measures = parse_metrics([metric])
     qrels = dataset.qrels()
     queries = [q for q in dataset.queries() if q.query_id in qrels and q.text.strip()]
@@ -53,3 +54,85 @@ def tune_fusion(searcher, dataset, metric: str = "nDCG@10", step: float = 0.1, m
             best, best_value = cfg, value
     best.tuned_on = {"dataset": dataset.name, "metric": metric, "value": best_value, "queries": len(queries)}
     return best, table
+
+
+def tune_seismic(index_dir, queries, target_recall: float = 0.95, k: int = 10, sample: int = 200,
+                 store: bool = True, progress: bool = False) -> dict:
+    """Pick a seismic index's search defaults: the fastest (query_cut, heap_factor, knn) meeting a recall target.
+
+    ``queries`` are sample queries: an ir_datasets id, a BEIR folder, a
+    JSONL / TSV / Parquet queries file, or a list of texts; a seeded sample
+    of ``sample`` of them is encoded once. Recall@``k`` is measured against
+    exact search over the same document vectors (the index's ``vectors/``
+    shards, else its forward index). With ``store`` the choice is written
+    into the index's manifest, where every later search takes it from.
+
+    Returns :func:`lsr.index.tune.tune`'s dict (``runs``: every measured
+    setting; ``best``: the choice, None when no setting reaches the target,
+    and then nothing is stored) plus ``stored``. Raises
+    :class:`lsr.errors.IndexError_` for an index that is not seismic and
+    :class:`lsr.errors.DataError` for no queries.
+    """
+    from pathlib import Path
+
+    from ..data import load_dataset
+    from ..data.files import iter_queries_file
+    from ..encoders.shards import shard_paths
+    from ..errors import DataError, IndexError_
+    from ..index import ExactIndex, storage
+    from ..index.tune import tune as grid_search
+    from ..layout import VECTORS_DIR
+    from ..sparse import read_vectors
+    from .searcher import Searcher
+    index_dir = Path(index_dir)
+    s = Searcher(index_dir)
+    if s.index.index_type != "seismic":
+        raise IndexError_(f"{index_dir} is an {s.index.index_type!r} index; tune applies to seismic indexes")
+    if isinstance(queries, (list, tuple)):
+        texts, source = [str(t) for t in queries], "the given queries"
+    else:
+        path = Path(queries)
+        texts = [q.text for q in (iter_queries_file(path) if path.is_file() else load_dataset(str(queries)).queries())]
+        source = str(queries)
+    texts = [t for t in texts if t.strip()]
+    if not texts:
+        raise DataError(f"no queries in {source}")
+    if sample < 1:
+        raise DataError(f"sample must be >= 1, got {sample}")
+    rng = np.random.default_rng(0)
+    texts = [texts[i] for i in sorted(rng.choice(len(texts), min(sample, len(texts)), replace=False))]
+    shards = shard_paths(index_dir / VECTORS_DIR) if (index_dir / VECTORS_DIR).is_dir() else []
+    vectors = read_vectors(shards)[1] if shards else s.index.forward_vectors()
+    result = grid_search(s.index, s.encode_queries(texts), ExactIndex.build(vectors), k=k,
+                         target_recall=target_recall, progress=progress)
+    best = result["best"]
+    result["stored"] = bool(best and store)
+    if result["stored"]:
+        storage.update_manifest(index_dir, {"params": {"query_cut": best["query_cut"],
+                                                       "heap_factor": best["heap_factor"], "knn": best["knn"]}})
+    return result
+
+
+def tune_hybrid(index_dir, queries, lists=("bm25", "sparse", "dense"), metric: str = "nDCG@10", step: float = 0.1,
+                split: str | None = None, store: bool = True, progress: bool = False):
+    """Tune fusion (method, normalisation, weights) of ``lists`` on judged ``queries`` (an ir_datasets id
+    or BEIR folder with a train or dev split; a test split is refused, it would leak into reported
+    figures) and, with ``store``, save the best as the index's hybrid default (``hybrid.json``).
+
+    The recommended default's PRF stays, for the lists it covers. Returns
+    ``(best HybridConfig, grid table, path written or None)``.
+    """
+    from ..data import load_dataset
+    from ..errors import DataError
+    from .hybrid import HybridSearcher, recommended
+    if "test" in str(queries).split("/")[-1:] or split == "test":
+        raise DataError(f"queries {queries}: tuning on a test split would leak it into the reported figures; "
+                        "use a train or dev split")
+    names = [str(x).strip() for x in lists if str(x).strip()]
+    try:
+        searcher = HybridSearcher(index_dir, HybridConfig(lists=names, prf=recommended(names).prf))
+    except ValueError as e:
+        raise DataError(str(e)) from None
+    best, table = tune_fusion(searcher, load_dataset(queries, split=split), metric=metric, step=step,
+                              progress=progress)
+    return best, table, (searcher.save_config(best) if store else None)

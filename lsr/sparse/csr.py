@@ -45,7 +45,7 @@ class SparseVectors:
         a, b = self.indptr[i], self.indptr[i + 1]
         return self.indices[a:b], self.values[a:b]
 
-    def __getitem__(self, rows) -> "SparseVectors":
+    def __getitem__(self, rows) -> SparseVectors:
         """Select rows by slice, integer array or boolean mask."""
         if isinstance(rows, (int, np.integer)):
             rows = [rows]
@@ -67,13 +67,13 @@ class SparseVectors:
         return (f"SparseVectors(rows={len(self)}, dim={self.vocab.size}, nnz={self.nnz}, "
                 f"mean_nnz={self.nnz / max(len(self), 1):.1f})")
 
-    def equals(self, other: "SparseVectors", atol: float = 0.0) -> bool:
+    def equals(self, other: SparseVectors, atol: float = 0.0) -> bool:
         return (np.array_equal(self.indptr, other.indptr) and np.array_equal(self.indices, other.indices)
                 and np.allclose(self.values, other.values, rtol=0, atol=atol)
                 and self.vocab.size == other.vocab.size)
 
     # -------------------------------------------------------------- validation
-    def validate(self, where: str = "sparse vectors") -> "SparseVectors":
+    def validate(self, where: str = "sparse vectors") -> SparseVectors:
         """Check the CSR invariants; raise ValueError naming the first bad row.
 
         Invariants: indptr starts at 0 and never decreases; per row the indices
@@ -117,7 +117,7 @@ class SparseVectors:
         return sp.csr_matrix((self.values, self.indices, self.indptr), shape=self.shape)
 
     @classmethod
-    def from_scipy(cls, matrix, vocab: Vocabulary | None = None) -> "SparseVectors":
+    def from_scipy(cls, matrix, vocab: Vocabulary | None = None) -> SparseVectors:
         """From any scipy sparse matrix; duplicates are summed, explicit zeros dropped."""
         import scipy.sparse as sp
         m = sp.csr_matrix(matrix, dtype=np.float32)
@@ -127,12 +127,12 @@ class SparseVectors:
         return cls(m.indptr, m.indices, m.data, vocab or Vocabulary(m.shape[1]))
 
     @classmethod
-    def from_dense(cls, array, vocab: Vocabulary | None = None) -> "SparseVectors":
+    def from_dense(cls, array, vocab: Vocabulary | None = None) -> SparseVectors:
         import scipy.sparse as sp
         return cls.from_scipy(sp.csr_matrix(np.asarray(array, dtype=np.float32)), vocab)
 
     @classmethod
-    def from_torch(cls, tensor, vocab: Vocabulary | None = None) -> "SparseVectors":
+    def from_torch(cls, tensor, vocab: Vocabulary | None = None) -> SparseVectors:
         """From a torch tensor (sparse COO/CSR as sentence-transformers returns, or dense)."""
         import torch
         t = tensor.detach().cpu()
@@ -147,7 +147,7 @@ class SparseVectors:
         return cls.from_scipy(m, vocab)
 
     @classmethod
-    def from_dicts(cls, rows: Iterable[Mapping[str, float]], vocab: Vocabulary) -> "SparseVectors":
+    def from_dicts(cls, rows: Iterable[Mapping[str, float]], vocab: Vocabulary) -> SparseVectors:
         """From ``{token: weight}`` dicts; zero weights are dropped, unknown tokens rejected."""
         lookup = vocab.index_of()
         indptr, indices, values = [0], [], []
@@ -174,7 +174,7 @@ class SparseVectors:
         return out
 
     @classmethod
-    def concat(cls, parts: Sequence["SparseVectors"]) -> "SparseVectors":
+    def concat(cls, parts: Sequence[SparseVectors]) -> SparseVectors:
         if not parts:
             raise ValueError("nothing to concatenate")
         vocab = parts[0].vocab

@@ -24,12 +24,12 @@ class Vocabulary:
             raise ValueError(f"vocabulary has {len(self.tokens)} tokens but size {self.size}")
 
     @classmethod
-    def from_tokens(cls, tokens) -> "Vocabulary":
+    def from_tokens(cls, tokens) -> Vocabulary:
         tokens = tuple(str(t) for t in tokens)
         return cls(len(tokens), tokens)
 
     @classmethod
-    def from_tokenizer(cls, tokenizer) -> "Vocabulary":
+    def from_tokenizer(cls, tokenizer) -> Vocabulary:
         # get_vocab() maps token -> id; ids are dense 0..V-1 for BERT-style
         # tokenizers; gaps (rare) get placeholder names.
         vocab = tokenizer.get_vocab()
@@ -58,7 +58,7 @@ class Vocabulary:
         return json.dumps({"size": self.size, "tokens": list(self.tokens) if self.tokens else None})
 
     @classmethod
-    def from_json(cls, text: str) -> "Vocabulary":
+    def from_json(cls, text: str) -> Vocabulary:
         obj = json.loads(text)
         tokens = obj.get("tokens")
         return cls(int(obj["size"]), tuple(tokens) if tokens is not None else None)

@@ -15,6 +15,7 @@ from typing import Iterable
 
 import numpy as np
 
+from ..atomic import atomic_file, write_json
 from ..errors import DataError
 
 
@@ -68,9 +69,10 @@ def save_idf(path, idf: np.ndarray, tokens: list[str] | None = None) -> None:
     if path.suffix == ".json":
         if tokens is None or len(tokens) != len(idf):
             raise ValueError("saving idf as JSON needs one token per entry")
-        path.write_text(json.dumps({t: float(v) for t, v in zip(tokens, idf)}))
+        write_json(path, {t: float(v) for t, v in zip(tokens, idf)}, indent=None)
     else:
-        np.save(path, np.asarray(idf, dtype=np.float32), allow_pickle=False)
+        with atomic_file(path, "wb") as f:
+            np.save(f, np.asarray(idf, dtype=np.float32), allow_pickle=False)
 
 
 def load_idf(path, tokens: list[str] | None = None, default: float | None = None) -> np.ndarray:

@@ -11,10 +11,10 @@ query to train on from the grade and rank (recipe ``data.positives``).
 """
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 
+from ..atomic import atomic_path
 from ..errors import DataError
 
 
@@ -39,7 +39,7 @@ def mine_hard_negatives(searcher, dataset, n_negatives: int = 8, depth: int = 50
     rows = []
     for start in tqdm(range(0, len(queries), batch_size), desc="mining", unit="batch", disable=not progress):
         part = queries[start:start + batch_size]
-        ids, _ = searcher.batch_search([q.text for q in part], depth)
+        ids, _ = searcher.batch_search_ids([q.text for q in part], depth)
         for q, hits in zip(part, ids):
             judged = qrels[q.query_id]
             ranked = [(r, d) for r, d in enumerate(hits) if d and judged.get(d, 0) <= 0 and d != q.query_id]
@@ -62,10 +62,8 @@ def write_examples(rows: list[dict], path) -> Path:
     import pyarrow as pa
     import pyarrow.parquet as pq
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(pa.Table.from_pylist(rows), tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        pq.write_table(pa.Table.from_pylist(rows), tmp)
     return path
 
 

@@ -1,6 +1,6 @@
 """Training recipes: one TOML file says what `lsr train` does.
 
-A recipe has these tables (see data/recipes/ for complete examples; every
+A recipe has these tables (see lsr/recipes/ for complete examples; every
 key has a default except ``model.base`` and ``data.train``):
 
     name = "nfcorpus-splade-tiny-ensemble"
@@ -47,8 +47,9 @@ typo never silently falls back to a default.
 from __future__ import annotations
 
 import copy
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 from ..errors import LsrError
 
@@ -83,15 +84,23 @@ CHOICES = {
 }
 
 
+RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
+
+
+def bundled_recipes() -> dict[str, Path]:
+    """The recipes shipped inside the package (so a wheel install can run `lsr train NAME`), by name."""
+    return {p.stem: p for p in sorted(RECIPES_DIR.glob("*.toml"))}
+
+
 def load_recipe(path) -> dict:
     """Read and validate a recipe; returns the full settings with defaults filled in."""
     path = Path(path)
     if not path.exists():
-        alt = Path(__file__).resolve().parents[2] / "data" / "recipes" / f"{path.name.removesuffix('.toml')}.toml"
-        if alt.exists():  # a bare name: the recipes shipped in data/recipes
-            path = alt
-        else:
-            raise RecipeError(f"recipe {path} does not exist")
+        shipped = bundled_recipes().get(path.name.removesuffix(".toml"))
+        if shipped is None:  # a bare name: the recipes shipped with the package (lsr/recipes, package data)
+            raise RecipeError(f"recipe {path} does not exist (neither a file nor a bundled recipe: "
+                              f"{', '.join(sorted(bundled_recipes()))})")
+        path = shipped
     try:
         raw = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as e:
@@ -116,9 +125,9 @@ def validate(raw: dict, where: str = "recipe") -> dict:
     for (table, key), allowed in CHOICES.items():
         if out[table][key] not in allowed:
             raise RecipeError(f"{where}: {table}.{key} = {out[table][key]!r}; choose from {', '.join(allowed)}")
-    from ..encoders.compose import parse_name
+    from ..encoders.names import canonical, parse_name, parse_teacher_name
     kind = out["model"]["kind"]
-    if kind not in ("siamese", "inference_free") and (parse_name(str(kind)) is None or "@" in str(kind)):
+    if kind not in ("siamese", "inference_free") and (parse_name(str(kind)) is None or "@" in canonical(kind)):
         raise RecipeError(f"{where}: model.kind = {kind!r}; choose siamese, inference_free or a composition "
                           "(echo, prosper, q{mlm,mlp,bin,idf}_d{mlm,mlp,bin,idf}) whose backbone is model.base")
     if not out["model"]["base"]:
@@ -129,7 +138,7 @@ def validate(raw: dict, where: str = "recipe") -> dict:
     if t["weights"] is not None and len(t["weights"]) != len(t["names"]):
         raise RecipeError(f"{where}: teachers.weights has {len(t['weights'])} entries for {len(t['names'])} teachers")
     for name in t["names"]:
-        if not (name == "bm25" or name.startswith("dense:") or name.startswith("sparse:")):
+        if parse_teacher_name(name) is None:
             raise RecipeError(f"{where}: teacher {name!r}: use \"bm25\", \"dense:MODEL\" or \"sparse:MODEL\"")
     if out["loss"]["ranking"] != "infonce" and not t["names"]:
         raise RecipeError(f"{where}: loss.ranking = {out['loss']['ranking']!r} distils from teachers; "

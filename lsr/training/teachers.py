@@ -21,41 +21,16 @@ interrupted run resumes where it stopped.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
+from ..atomic import atomic_path
 from ..errors import DataError
+from ..retrieval.fusion import NORMS, normalise
 
-NORMALISATIONS = ("minmax", "zscore", "none")
-
-
-def normalise(scores: np.ndarray, method: str = "minmax") -> np.ndarray:
-    """Per-row (per-query) normalisation of a (n_queries, n_candidates) score matrix.
-
-    NaN marks a missing candidate (a padded slot) and stays NaN.
-    """
-    s = np.asarray(scores, dtype=np.float64)
-    if s.ndim != 2:
-        raise ValueError(f"scores must be (n_queries, n_candidates), got shape {s.shape}")
-    if np.isinf(s).any():
-        raise ValueError("teacher scores contain infinities")
-    if method == "none":
-        return s.astype(np.float32)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        if method == "minmax":
-            lo, hi = np.nanmin(s, axis=1, keepdims=True), np.nanmax(s, axis=1, keepdims=True)
-            span = hi - lo
-            out = np.where(span > 0, (s - lo) / np.where(span > 0, span, 1.0), 0.5)
-        elif method == "zscore":
-            mu, sd = np.nanmean(s, axis=1, keepdims=True), np.nanstd(s, axis=1, keepdims=True)
-            out = np.where(sd > 0, (s - mu) / np.where(sd > 0, sd, 1.0), 0.0)
-        else:
-            raise ValueError(f"unknown normalisation {method!r} (choose from {', '.join(NORMALISATIONS)})")
-    out[np.isnan(s)] = np.nan
-    return out.astype(np.float32)
+NORMALISATIONS = NORMS  # per query: lsr.retrieval.fusion.normalise, the one normalisation lsr has
 
 
 def ensemble(scores: dict[str, np.ndarray], weights: dict[str, float] | None = None, method: str = "minmax",
@@ -75,7 +50,13 @@ def ensemble(scores: dict[str, np.ndarray], weights: dict[str, float] | None = N
     total = sum(weights[n] for n in names)
     if total <= 0:
         raise ValueError("teacher weights must sum to a positive number")
-    out = sum(weights[n] * normalise(scores[n], method).astype(np.float64) for n in names) / total
+    for n in names:
+        s = np.asarray(scores[n], dtype=np.float64)
+        if s.ndim != 2:
+            raise ValueError(f"teacher {n!r}: scores must be (n_queries, n_candidates), got shape {s.shape}")
+        if np.isinf(s).any():  # NaN marks a padded slot; an infinity is a broken teacher
+            raise ValueError(f"teacher {n!r}: scores contain infinities")
+    out = sum(weights[n] * normalise(scores[n], method) for n in names) / total
     return (out * scale).astype(np.float32)
 
 
@@ -132,7 +113,8 @@ class DenseTeacher(Teacher):
 
         from ..encoders.registry import resolve_model
         self.name = f"dense:{model}"
-        self.model = SentenceTransformer(str(resolve_model(model).path), device="cpu")
+        self.model = SentenceTransformer(str(resolve_model(model, expect="dense", role="dense teacher").path),
+                                         device="cpu")
         self.batch_size = batch_size
         self._memo = _DocMemo()
 
@@ -263,9 +245,8 @@ class TeacherCache:
             table = pa.table({"query_id": pa.array(qid, pa.string()), "doc_id": pa.array(did, pa.string()),
                               "score": pa.array(val, pa.float32())})
             path = d / f"part-{n_parts:05d}.parquet"
-            tmp = path.with_suffix(".tmp")
-            pq.write_table(table, tmp)
-            os.replace(tmp, path)
+            with atomic_path(path) as tmp:
+                pq.write_table(table, tmp)
             n_parts += 1
             bar.update(len(rows))
         bar.close()

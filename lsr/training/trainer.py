@@ -14,7 +14,6 @@ sentence-transformers format, loadable by ``lsr index --model DIR``.
 """
 from __future__ import annotations
 
-import json
 import random
 import re
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
 
+from ..atomic import atomic_file, write_json
 from ..errors import DataError
 from .recipe import RecipeError, load_recipe
 
@@ -89,10 +89,11 @@ def pick_positives(rows: list[dict], n: int, how: str, rng: random.Random) -> li
 
 
 def _teacher(name: str, doc_ids, texts, max_length):
+    from ..encoders.names import parse_teacher_name
     from .teachers import BM25Teacher, DenseTeacher, SparseTeacher
-    if name == "bm25":
+    kind, model = parse_teacher_name(name)  # validated with the recipe
+    if kind == "bm25":
         return BM25Teacher(doc_ids, texts)
-    kind, model = name.split(":", 1)
     return DenseTeacher(model) if kind == "dense" else SparseTeacher(model, max_length=max_length)
 
 
@@ -101,14 +102,14 @@ def train(recipe_path, output, progress: bool = True, max_steps: int | None = No
     import torch
 
     from ..data import load_dataset
-    from ..pipeline import Searcher, build_index
+    from ..retrieval import Searcher, build_index
     from .mining import mine_hard_negatives, read_examples, write_examples
     from .teachers import TeacherCache, ensemble
 
     r = load_recipe(recipe_path)
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "recipe.json").write_text(json.dumps(r, indent=2))
+    write_json(out / "recipe.json", r)
     seed = int(r["seed"])
     random.seed(seed)
     np.random.seed(seed)
@@ -166,12 +167,16 @@ def train(recipe_path, output, progress: bool = True, max_steps: int | None = No
     # 3. the student, its loss and the trainer
     from datasets import Dataset
     from sentence_transformers.sparse_encoder import SparseEncoderTrainer, SparseEncoderTrainingArguments
-    from sentence_transformers.sparse_encoder.losses import (SparseDistillKLDivLoss, SparseMarginMSELoss,
-                                                             SparseMultipleNegativesRankingLoss, SpladeLoss)
+    from sentence_transformers.sparse_encoder.losses import (
+        SparseDistillKLDivLoss,
+        SparseMarginMSELoss,
+        SparseMultipleNegativesRankingLoss,
+        SpladeLoss,
+    )
 
-    from ..encoders.registry import resolve_model
-    from ..encoders.compose import Spec, parse_name
     from ..encoders.compose import build as build_composition
+    from ..encoders.names import Spec, parse_name
+    from ..encoders.registry import resolve_model
     from ..encoders.splade import is_task_aware, load_sparse_encoder
     from .idf import idf_from_texts, load_idf
     from .losses import REGULARIZERS
@@ -194,7 +199,8 @@ def train(recipe_path, output, progress: bool = True, max_steps: int | None = No
         idf_path = out / "idf.npy"
         if L["idf"] == "corpus":
             if not idf_path.exists():
-                np.save(idf_path, idf_from_texts([d.full_text for d in docs], tokenizer, progress=progress))
+                with atomic_file(idf_path, "wb") as f:  # resumed runs reuse it: never a half-written table
+                    np.save(f, idf_from_texts([d.full_text for d in docs], tokenizer, progress=progress))
             idf = np.load(idf_path)
         else:
             idf = load_idf(L["idf"], tokens=tokenizer.convert_ids_to_tokens(list(range(len(tokenizer)))))
@@ -281,5 +287,5 @@ def train(recipe_path, output, progress: bool = True, max_steps: int | None = No
                "dev_before": before, "dev_history": evaluator.history if evaluator else [],
                "best_checkpoint": trainer.state.best_model_checkpoint, "timings": timings,
                "model": str(out / "model")}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
+    write_json(out / "summary.json", summary, default=float)
     return summary

@@ -1,8 +1,11 @@
-"""An independent reference that uses none of lsr's code.
+"""An independent reference that uses none of lsr's other code.
 
 Plain sentence-transformers SPLADE encodings, a scipy sparse product for
 brute-force scores, and pytrec_eval (what BEIR itself uses) for nDCG. lsr's
 exact search is checked against this in tests and bench/reference_check.py.
+It sits in the package (not in bench/ or tests/) so both import it as a
+module; it must keep importing nothing from lsr, or it stops being a
+reference (the layering test checks that).
 """
 from __future__ import annotations
 

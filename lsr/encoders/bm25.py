@@ -30,12 +30,15 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from ..atomic import atomic_path, write_json
 from ..errors import ModelError
+from ..layout import BM25_CONFIG as CONFIG
+from ..layout import BM25_DF as DF_FILE
 from ..sparse import SparseVectors, Vocabulary
+from .names import is_bm25_name, parse_bm25_name  # noqa: F401 (the grammar lives in .names; re-exported)
 
 TOKEN_PATTERN = re.compile(r"(?u)\b\w\w+\b")  # scikit-learn's and bm25s's default
-CONFIG = "bm25.json"
-DF_FILE = "bm25_df.npy"
+
 FORMAT = 1
 
 
@@ -86,8 +89,8 @@ def _stemmer(name: str | None):
 class BM25Encoder:
     """Fitted BM25 statistics; encodes documents as impact vectors and queries as term counts.
 
-    It has the encoder interface the indexes and :class:`lsr.pipeline.Searcher`
-    use (``encode_documents``, ``encode_queries``, ``vocab``), with no model.
+    An :class:`lsr.encoders.Encoder` with no model: ``token_length`` counts
+    analysed terms (after stop words), ``max_length`` is 0 (no truncation).
     """
 
     kind = "bm25"
@@ -114,7 +117,7 @@ class BM25Encoder:
     # ------------------------------------------------------------------ fit
     @classmethod
     def fit(cls, texts: Iterable[str], k1: float = 0.9, b: float = 0.4, stopwords: str | None = "en",
-            stemmer: str | None = "english", query_weights: str = "tf", progress: bool = False) -> "BM25Encoder":
+            stemmer: str | None = "english", query_weights: str = "tf", progress: bool = False) -> BM25Encoder:
         """Corpus statistics from ``texts`` (one pass; terms in first-seen order)."""
         from tqdm.auto import tqdm
         analyzer = Analyzer(stopwords, stemmer)
@@ -180,12 +183,14 @@ class BM25Encoder:
     def save(self, folder) -> Path:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        np.save(folder / DF_FILE, self.df)
-        (folder / CONFIG).write_text(json.dumps(self.config()))
+        with atomic_path(folder / DF_FILE) as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, self.df)
+        write_json(folder / CONFIG, self.config(), indent=None)  # last: its presence means complete
         return folder
 
     @classmethod
-    def load(cls, folder, query_weights: str | None = None) -> "BM25Encoder":
+    def load(cls, folder, query_weights: str | None = None) -> BM25Encoder:
         folder = Path(folder)
         path = folder / CONFIG
         if not path.exists():
@@ -200,31 +205,3 @@ class BM25Encoder:
         return cls(cfg["terms"], df, cfg["n_docs"], cfg["avgdl"], cfg["k1"], cfg["b"], cfg["stopwords"],
                    cfg["stemmer"], query_weights or cfg["query_weights"])
 
-
-def is_bm25_name(name) -> bool:
-    """Whether a model name asks for BM25 (``bm25`` or ``bm25:OPTIONS``) rather than a model."""
-    return bool(name) and (str(name) == "bm25" or str(name).startswith("bm25:"))
-
-
-def parse_bm25_name(name: str | None) -> dict | None:
-    """``bm25`` or ``bm25:k1=1.2,b=0.75,stemmer=none,stopwords=none,query=binary`` -> fit options."""
-    if not is_bm25_name(name):
-        return None
-    opts: dict = {}
-    body = name[5:] if name.startswith("bm25:") else ""
-    for part in filter(None, body.split(",")):
-        key, _, value = part.partition("=")
-        key = key.strip()
-        value = value.strip()
-        if key in ("k1", "b"):
-            try:
-                opts[key] = float(value)
-            except ValueError:
-                raise ModelError(f"model {name!r}: {key} must be a number, got {value!r}") from None
-        elif key in ("stemmer", "stopwords"):
-            opts[key] = None if value.lower() in ("", "none", "no", "false") else value
-        elif key == "query":
-            opts["query_weights"] = value
-        else:
-            raise ModelError(f"model {name!r}: unknown BM25 option {key!r} (k1, b, stemmer, stopwords, query)")
-    return opts

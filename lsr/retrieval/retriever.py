@@ -17,37 +17,38 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import QueryError
-from ..pipeline import Hit, hits_for
+from .hits import Hit
 
 MODES = ("sparse", "hybrid", "dense")
-
-
-RetrievedDoc = Hit  # what the RAG side calls a hit: doc_id, score, title, text, metadata
 
 
 class Retriever:
     """Search one index directory: its sparse list, its dense list, or the hybrid of its lists."""
 
     def __init__(self, index_dir, mode: str = "sparse", config=None, verify: bool = False, **search_params):
-        from ..pipeline import Searcher
+        from ..index import params as index_params
+        from .searcher import Searcher
         if mode not in MODES:
             raise ValueError(f"mode {mode!r}; choose from {', '.join(MODES)}")
         self.index_dir = Path(index_dir)
         self.mode = mode
-        self.search_params = search_params  # seismic: query_cut, heap_factor, knn
+        # The index type's search parameters (seismic: query_cut, heap_factor, knn), checked now, not at the first query.
+        self.search_params = search_params
         if mode == "sparse" and config is None:
             self._searcher = Searcher(self.index_dir, verify=verify)
+            index_params.check(search_params, type(self._searcher.index).SEARCH_PARAMS,
+                               f"{self._searcher.index.index_type} search")
             self._hybrid = None
         else:
-            from ..retrieval import HybridConfig, HybridSearcher
+            from .hybrid import HybridConfig, HybridSearcher
             if config is None and mode == "dense":
                 config = HybridConfig(lists=("dense",))
-            self._hybrid = HybridSearcher(self.index_dir, config, verify=verify)
+            self._hybrid = HybridSearcher(self.index_dir, config, verify=verify, **search_params)
             self._searcher = self._hybrid.main
         self.docstore = self._searcher.docstore
 
     @classmethod
-    def load(cls, index_dir, mode: str = "sparse", config=None, verify: bool = False, **search_params) -> "Retriever":
+    def load(cls, index_dir, mode: str = "sparse", config=None, verify: bool = False, **search_params) -> Retriever:
         """Open ``index_dir``. ``verify`` checks every file's checksum (slower; off by default,
         sizes and the manifest are always checked)."""
         return cls(index_dir, mode, config, verify, **search_params)
@@ -55,14 +56,6 @@ class Retriever:
     def __len__(self) -> int:
         return len(self._searcher.index)
 
-    def _numbers(self, queries: Sequence[str], k: int, where: dict | None):
-        if k < 1:
-            raise QueryError(f"k must be >= 1, got {k}")
-        if self._hybrid is not None:
-            return self._hybrid.search_numbers(list(queries), k, where)
-        allowed = self._searcher.allowed(where)  # before encoding: a bad filter fails fast
-        q = self._searcher.encode_queries(list(queries))
-        return self._searcher.index.search_numbers(q, k, allowed=allowed, **self.search_params)
 
     def get(self, doc_ids: Sequence[str]) -> list[dict]:
         """Stored documents by id: ``{"doc_id", "title", "text", "metadata"}`` each, in the order asked.
@@ -102,10 +95,21 @@ class Retriever:
         """
         if isinstance(queries, str):
             raise QueryError("batch_search takes a list of queries; use search() for one")
+        if k < 1:
+            raise QueryError(f"k must be >= 1, got {k}")
         if not queries:
             return []
-        numbers, scores = self._numbers(queries, k, where)
-        return hits_for(self._searcher.index.doc_ids, self.docstore, numbers, scores)
+        if self._hybrid is not None:
+            return self._hybrid.batch_search(list(queries), k, where)
+        return self._searcher.batch_search(list(queries), k, where, **self.search_params)
+
+    def batch_search_ids(self, queries: Sequence[str], k: int = 10, where: dict | None = None):
+        """(doc_ids, scores) arrays of shape (n_queries, k) (empty slots '' / -inf), for runs and evaluation."""
+        if isinstance(queries, str):
+            raise QueryError("batch_search_ids takes a list of queries")
+        if self._hybrid is not None:
+            return self._hybrid.batch_search_ids(list(queries), k, where)
+        return self._searcher.batch_search_ids(list(queries), k, where, **self.search_params)
 
     def search(self, query: str, k: int = 10, where: dict | None = None) -> list[Hit]:
         if not isinstance(query, str):

@@ -1,4 +1,4 @@
-"""Dense retrieval: a sentence-transformers bi-encoder and an exact inner-product index.
+"""DenseIndex: exact inner-product search over stored document embeddings.
 
 The embeddings live in ``<index>/dense/`` next to the sparse index, one row
 per document in the sparse index's own document numbering, so a dense hit
@@ -15,54 +15,22 @@ lists needs no id lookups. Storage:
 Search is exact: ``scores = Q @ X.T`` in document chunks (bounded memory),
 top-k by ``argpartition``. With ``faiss`` installed and float32 storage,
 ``use_faiss=True`` hands the product to ``faiss.IndexFlatIP`` instead.
-Nothing here imports torch; the encoder (:class:`DenseEncoder`) does, when
-a query is first encoded.
+Nothing here imports torch; the encoder (:class:`lsr.encoders.dense.DenseEncoder`)
+does, when a query is first encoded.
 """
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
-from ..errors import IndexError_, ModelError
+from ..atomic import write_json
+from ..errors import IndexError_
+from ..layout import DENSE_CONFIG as CONFIG
 
-FOLDER = "dense"
-CONFIG = "dense.json"
 FORMAT = 1
 DTYPES = ("float32", "float16", "int8")
-
-
-class DenseEncoder:
-    """A sentence-transformers bi-encoder by lsr name (``minilm``), folder or HF id."""
-
-    def __init__(self, name: str = "minilm", batch_size: int = 64, device: str | None = None,
-                 max_length: int | None = None):
-        from ..encoders.registry import resolve_model
-        resolved = resolve_model(name)
-        if resolved.kind not in (None, "dense"):
-            raise ModelError(f"model {name!r} is a {resolved.kind} model, not a dense bi-encoder")
-        from sentence_transformers import SentenceTransformer
-        self.name = name
-        self.model = SentenceTransformer(str(resolved.path), device=device or "cpu")
-        if max_length:
-            self.model.max_seq_length = int(max_length)
-        self.batch_size = int(batch_size)
-        dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
-        self.dim = int(dim())
-
-    def encode(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
-        emb = self.model.encode(list(texts), batch_size=self.batch_size, convert_to_numpy=True,
-                                show_progress_bar=progress)
-        emb = np.asarray(emb, dtype=np.float32)
-        if not np.isfinite(emb).all():
-            raise ModelError(f"dense model {self.name!r} produced NaN or infinite embeddings")
-        return emb
-
-    encode_queries = encode
-    encode_documents = encode
 
 
 class DenseIndex:
@@ -88,7 +56,7 @@ class DenseIndex:
 
     # ---------------------------------------------------------------- build
     @classmethod
-    def build(cls, embeddings: np.ndarray, dtype: str = "float32", model: str = "") -> "DenseIndex":
+    def build(cls, embeddings: np.ndarray, dtype: str = "float32", model: str = "") -> DenseIndex:
         x = np.asarray(embeddings, dtype=np.float32)
         if x.ndim != 2 or x.shape[0] == 0:
             raise ValueError(f"dense embeddings must be a non-empty (documents, dim) array, got shape {x.shape}")
@@ -182,13 +150,11 @@ class DenseIndex:
             np.save(folder / "scale.npy", self.scale)
         cfg = {"format": FORMAT, "model": self.model, "dtype": self.dtype, "dim": self.dim, "docs": len(self),
                **self.meta}
-        tmp = folder / (CONFIG + ".tmp")
-        tmp.write_text(json.dumps(cfg, indent=2))
-        os.replace(tmp, folder / CONFIG)
+        write_json(folder / CONFIG, cfg)
         return folder
 
     @classmethod
-    def load(cls, folder, n_docs: int | None = None) -> "DenseIndex":
+    def load(cls, folder, n_docs: int | None = None) -> DenseIndex:
         folder = Path(folder)
         path = folder / CONFIG
         if not path.exists():

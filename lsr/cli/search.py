@@ -1,0 +1,263 @@
+"""Commands that search an index: search, eval, ask."""
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .options import (
+    OUTPUT,
+    DenseMoved,
+    FbDocs,
+    FbTerms,
+    Fusion,
+    HeapFactor,
+    Hybrid,
+    IndexDir,
+    Knn,
+    Lists,
+    Norm,
+    Prf,
+    PrfBeta,
+    QueryCut,
+    Quiet,
+    Split,
+    Weights,
+    Where,
+    check_seismic_options,
+    flag,
+    hybrid_config,
+    k_option,
+    seismic_params,
+)
+from .output import hit_json, metadata_fields, note, print_hits, print_json, warn
+from .queries import read_queries, run_lines
+
+BATCH = 256  # queries per batch of --queries
+
+
+def _open(index_dir: Path, config, params: dict):
+    """(front door, its sparse Searcher, the parameters each call takes): a Searcher, or a
+    HybridSearcher with the seismic parameters bound to its sparse list."""
+    if config is None:
+        from ..retrieval import Searcher
+        s = Searcher(index_dir)
+        return s, s, params
+    from ..retrieval import HybridSearcher
+    h = HybridSearcher(index_dir, config, **params)
+    return h, h.main, {}
+
+
+def search(
+    index_dir: IndexDir,
+    query: Annotated[Optional[str], typer.Argument(metavar="QUERY", show_default=False,
+                                                   help="query text (or --queries FILE for many)")] = None,
+    k: Annotated[int, k_option("hits per query")] = 10,
+    queries: Annotated[Optional[str], typer.Option(
+        "--queries", metavar="FILE", help="search many queries: a JSONL/TSV/Parquet queries file, or - for stdin "
+        "(one query per line, numbered 1..n, or id<TAB>text); results as a TREC run")] = None,
+    run: Annotated[Optional[Path], typer.Option(
+        "--run", metavar="OUT", rich_help_panel=OUTPUT,
+        help="with --queries: write the TREC run here (default: stdout)")] = None,
+    as_json: Annotated[bool, flag("--json", rich_help_panel=OUTPUT, help='print {"hits": [{doc_id, score, title, '
+                                  '...}]} (with --queries: one {"query_id", "hits"} line per query)')] = False,
+    text: Annotated[bool, flag("--text", rich_help_panel=OUTPUT, help="show each hit's text")] = False,
+    metadata: Annotated[Optional[list[str]], typer.Option(
+        "--metadata", metavar="FIELD,...", rich_help_panel=OUTPUT,
+        help="show these metadata fields (table columns; JSON key metadata); all: every stored field")] = None,
+    where: Where = None,
+    quiet: Quiet = False,
+    query_cut: QueryCut = None,
+    heap_factor: HeapFactor = None,
+    knn: Knn = None,
+    hybrid: Hybrid = False,
+    lists: Lists = None,
+    fusion: Fusion = None,
+    norm: Norm = None,
+    weights: Weights = None,
+    prf: Prf = None,
+    fb_docs: FbDocs = None,
+    fb_terms: FbTerms = None,
+    prf_beta: PrfBeta = None,
+    dense: DenseMoved = False,
+):
+    """Search an index with a text query, or many (--queries) into a TREC run.
+
+    With --hybrid (or --lists) the index's sparse, dense and BM25 lists are
+    fused; --query-cut, --heap-factor and --knn then apply to its sparse list.
+
+    [b]Examples[/b]: lsr search indexes/scifact "vitamin D and bone density" -k 5
+              lsr search indexes/scifact --queries queries.tsv --run run.txt -k 100
+    """
+    from ..errors import QueryError
+    from ..index.filters import parse_where
+    if query is not None and queries is not None:
+        raise typer.BadParameter("give a QUERY or --queries FILE, not both", param_hint="QUERY / --queries")
+    if query is None and queries is None:
+        raise typer.BadParameter("give a QUERY, or --queries FILE (- for stdin)", param_hint="QUERY")
+    if run is not None and queries is None:
+        raise typer.BadParameter("--run writes the results of --queries FILE", param_hint="'--run'")
+    if query is not None and not query.strip():
+        raise QueryError("query is empty")
+    batch = read_queries(queries) if queries is not None else None  # a bad file fails before any loading
+    if batch is not None and (run is not None or not as_json) and (text or metadata):
+        raise typer.BadParameter("--text and --metadata show in the table or --json, not in a TREC run",
+                                 param_hint="'--text' / '--metadata'")
+    where_ = parse_where(where) if where is not None else None
+    params = seismic_params(query_cut, heap_factor, knn)
+    check_seismic_options(index_dir, params)
+    config = hybrid_config(index_dir, hybrid, lists, fusion, norm, weights, prf, fb_docs, fb_terms, prf_beta)
+    front, searcher, call = _open(index_dir, config, params)
+    searcher.allowed(where_)  # a bad filter fails before the model loads
+    fields = metadata_fields(metadata, searcher.docstore)
+    if batch is not None:
+        _search_batch(front, call, batch, k, where_, run, as_json, text, fields, quiet)
+        return
+    if config is None or "sparse" in config.lists:
+        n_tokens = searcher.encoder.token_length(query)
+        if searcher.max_length and n_tokens > searcher.max_length:  # 0: no limit (bm25)
+            warn(f"query is {n_tokens} tokens; only the first {searcher.max_length} are used")
+    hits = front.search(query, k, where=where_, **call)
+    if as_json:
+        print_json({"hits": [hit_json(h, text, fields) for h in hits]})
+        return
+    print_hits(query, hits, fields, text)
+
+
+def _search_batch(front, call: dict, batch, k: int, where, run: Optional[Path], as_json: bool, text: bool,
+                  fields, quiet: bool) -> None:
+    from tqdm.auto import tqdm
+
+    from ..eval import run_from_results, write_trec_run
+    qids = [qid for qid, _ in batch]
+    results = {}
+    shown = not quiet and len(batch) > BATCH  # a bar for more than one batch
+    with tqdm(total=len(batch), unit="query", desc="searching", disable=not shown, mininterval=1.0) as bar:
+        for start in range(0, len(batch), BATCH):
+            part = batch[start:start + BATCH]
+            texts = [t for _, t in part]
+            if as_json and run is None:
+                for (qid, _), hits in zip(part, front.batch_search(texts, k, where=where, **call)):
+                    print_json({"query_id": qid, "hits": [hit_json(h, text, fields) for h in hits]})
+            else:
+                ids, scores = front.batch_search_ids(texts, k, where=where, **call)
+                results.update(run_from_results([qid for qid, _ in part], ids, scores, drop_self=False))
+            bar.update(len(part))
+    if as_json and run is None:
+        return
+    ordered = {qid: results[qid] for qid in qids}
+    if run is None:
+        for line in run_lines(ordered):
+            typer.echo(line)
+        return
+    write_trec_run(run, ordered)
+    note(f"wrote {sum(len(h) for h in ordered.values())} hits for {len(qids)} queries to {run}")
+
+
+def eval_(
+    index_dir: IndexDir,
+    dataset: Annotated[str, typer.Argument(metavar="DATASET", show_default=False, help="ir_datasets id with qrels "
+                                           "(beir/scifact/test) or BEIR folder")],
+    metrics: Annotated[Optional[list[str]], typer.Option(
+        "--metrics", metavar="NAME,...", help="ir-measures names (default nDCG@10 R@100 RR@10)")] = None,
+    as_json: Annotated[bool, flag("--json", help='print {"nDCG@10": ..., ...}')] = False,
+    k: Annotated[Optional[int], k_option("hits per query (default: the largest metric cutoff + 1)")] = None,
+    run: Annotated[Optional[Path], typer.Option("--run", metavar="OUT", help="also write a TREC run file")] = None,
+    queries: Annotated[Optional[Path], typer.Option("--queries", metavar="FILE", help="queries file (JSONL/TSV) "
+                                                    "instead of the dataset's")] = None,
+    qrels: Annotated[Optional[Path], typer.Option("--qrels", metavar="FILE", help="qrels file (BEIR TSV or TREC) "
+                                                  "instead of the dataset's")] = None,
+    split: Split = None,
+    keep_self_hits: Annotated[bool, flag("--keep-self-hits", help="keep hits whose doc id equals the query id "
+                                         "(BEIR drops them)")] = False,
+    quiet: Quiet = False,
+    query_cut: QueryCut = None,
+    heap_factor: HeapFactor = None,
+    knn: Knn = None,
+    hybrid: Hybrid = False,
+    lists: Lists = None,
+    fusion: Fusion = None,
+    norm: Norm = None,
+    weights: Weights = None,
+    prf: Prf = None,
+    fb_docs: FbDocs = None,
+    fb_terms: FbTerms = None,
+    prf_beta: PrfBeta = None,
+    dense: DenseMoved = False,
+):
+    """Evaluate an index on a dataset's judged queries (BEIR conventions).
+
+    [b]Example[/b]: lsr eval indexes/scifact beir/scifact/test --metrics nDCG@10 --metrics R@100
+    """
+    from ..data import load_dataset
+    from ..eval import evaluate_index, parse_metrics
+    names = [m for spec in (metrics or []) for m in spec.replace(",", " ").split()] or None
+    measures = parse_metrics(names)  # fail on a bad metric before any work
+    params = seismic_params(query_cut, heap_factor, knn)
+    check_seismic_options(index_dir, params)
+    config = hybrid_config(index_dir, hybrid, lists, fusion, norm, weights, prf, fb_docs, fb_terms, prf_beta)
+    front, _, call = _open(index_dir, config, params)
+    ds = load_dataset(dataset, split=split, queries=queries, qrels=qrels)
+    results = evaluate_index(front, ds, measures, k=k, run_path=run, progress=not (quiet or as_json),
+                             drop_self=not keep_self_hits, **call)
+    if as_json:
+        print_json(results)
+        return
+    for name, value in results.items():
+        typer.echo(f"{name:>10}  {value:.4f}")
+
+
+def ask(
+    index_dir: IndexDir,
+    question: Annotated[str, typer.Argument(metavar="QUESTION", show_default=False, help="the question")],
+    k: Annotated[int, k_option("passages retrieved")] = 5,
+    budget: Annotated[int, typer.Option("--budget", min=16, metavar="N", help="token budget of the packed "
+                                        "passages")] = 768,
+    mode: Annotated[Optional[str], typer.Option("--mode", metavar="sparse|hybrid|dense", help="retrieval (default: "
+                                                "hybrid when the index has a dense list, else sparse)")] = None,
+    generator: Annotated[str, typer.Option("--generator", metavar="MODEL", help="local causal LM (bundled name, "
+                                           "folder, HF id)")] = "smollm2-135m",
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1, metavar="N",
+                                                help="answer length limit")] = 160,
+    as_json: Annotated[bool, flag("--json", help='print {"answer", "cited", "sources"}')] = False,
+    where: Where = None,
+    cite: Annotated[str, typer.Option("--cite", metavar="post-hoc|generator", help="post-hoc: also cite each "
+                                      "uncited sentence's supporting passage; generator: only the markers the "
+                                      "generator wrote")] = "post-hoc",
+    quiet: Quiet = False,
+):
+    """Answer a question from an index: retrieve, pack passages with numbered citations,
+    generate locally (offline, no API key), and list the sources.
+
+    [b]Example[/b]: lsr ask indexes/scifact "Does vitamin D prevent fractures?"
+    """
+    from ..errors import QueryError
+    from ..index.filters import parse_where
+    from ..rag.pipeline import CITE_MODES, LocalGenerator, RAGPipeline
+    from ..retrieval import Retriever
+    from ..retrieval.hybrid import available_lists
+    if not question.strip():  # before loading the generator
+        raise QueryError("question is empty")
+    where_ = parse_where(where) if where is not None else None
+    mode = mode or ("hybrid" if "dense" in available_lists(index_dir) else "sparse")
+    try:
+        retriever = Retriever.load(index_dir, mode=mode)
+    except ValueError as e:
+        raise QueryError(str(e)) from None
+    retriever.allowed(where_)  # a bad filter fails before the generator loads
+    if cite not in CITE_MODES:  # before the generator loads
+        raise QueryError(f"--cite {cite!r}; choose from {', '.join(CITE_MODES)}")
+    answer = RAGPipeline(retriever, LocalGenerator(generator, max_new_tokens), k=k,
+                         budget=budget, cite=cite).ask(question, where=where_)
+    if as_json:
+        print_json(answer.to_dict())
+        return
+    typer.echo(answer.answer or "(no answer)")
+    typer.echo("\nSources:")
+    titles = {h.doc_id: h.title for h in answer.hits}
+    for n, doc in answer.citations.items():
+        mark = "*" if doc in answer.cited else " "
+        typer.echo(f" {mark}[{n}] {doc}  {titles.get(doc) or ''}")
+    if answer.unsupported:
+        typer.echo("\nNot supported by any passage (check these):")
+        for sentence in answer.unsupported:
+            typer.echo(f"  - {sentence}")

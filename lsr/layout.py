@@ -1,0 +1,52 @@
+"""The names inside an index directory, in one place (docs/index-format.md describes each).
+
+Every module that reads or writes an index directory takes its names from
+here, so the layout is stated once and a reader of the docs can find the
+code that owns each file.
+
+    INDEX/
+      manifest.json      written last; lists every other file with size and sha256
+      vocab.json         the vocabulary the vectors' dimensions refer to
+      doc_ids.parquet    external ids, row i = document number i
+      docs.parquet       document store (title, text)
+      metadata.parquet   per-document metadata fields (where-filters)
+      *.npy              the index type's arrays (memory-mapped)
+      vectors/           the encoded documents (Parquet shards + encode.json)
+      bm25/              BM25 statistics, when the index itself is BM25
+      dense/             dense embeddings (dense.json, embeddings.npy, scale.npy)
+      lexical/           a BM25 exact index of the same documents (itself an index directory)
+      hybrid.json        fusion settings stored by `lsr tune-hybrid`
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+MANIFEST = "manifest.json"
+VOCAB = "vocab.json"
+DOC_IDS = "doc_ids.parquet"
+DOCSTORE = "docs.parquet"
+METADATA = "metadata.parquet"
+VECTORS_DIR = "vectors"
+ENCODE_SETTINGS = "encode.json"  # inside vectors/ (and any `lsr encode` output folder)
+BM25_DIR = "bm25"
+BM25_CONFIG = "bm25.json"
+BM25_DF = "bm25_df.npy"
+DENSE_DIR = "dense"
+DENSE_CONFIG = "dense.json"
+LEXICAL_DIR = "lexical"
+HYBRID_SETTINGS = "hybrid.json"
+PARTIAL_SUFFIX = ".partial"  # INDEX.partial/vectors: encoding in progress, resumed by the next `lsr index`
+
+
+def partial_dir(index_dir) -> Path:
+    """Where `lsr index` encodes before the index exists (resumable)."""
+    index_dir = Path(index_dir)
+    return index_dir.parent / f"{index_dir.name}{PARTIAL_SUFFIX}"
+
+
+def has_dense(index_dir) -> bool:
+    return (Path(index_dir) / DENSE_DIR / DENSE_CONFIG).exists()
+
+
+def has_lexical(index_dir) -> bool:
+    return (Path(index_dir) / LEXICAL_DIR / MANIFEST).exists()

@@ -1,0 +1,138 @@
+"""Building an index from a dataset: encode (resumably), index, and add the lists a hybrid search fuses.
+
+The flow is data -> encoders -> index; the dense and BM25 lists are built
+here too, beside the sparse index and in its document numbering.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from .. import layout
+from ..data import Dataset, load_dataset
+from ..errors import DataError, IndexError_, ModelError
+from ..index import INDEX_TYPES
+from ..layout import partial_dir
+
+
+def build_index(dataset: str | Dataset, model: str | None, output, index_type: str = "seismic",
+                max_length: int = 256, batch_size: int = 32, overwrite: bool = False,
+                progress: bool = True, shard_size: int = 10000, split: str | None = None,
+                keep_vectors: bool = True, params: dict | None = None, dense: str | None = None,
+                dense_dtype: str = "float32", bm25: bool | None = None):
+    """Encode a dataset (or reuse a folder written by ``lsr encode``) and build an index.
+
+    Encoding goes to ``<output>.partial/vectors`` and resumes there after an
+    interruption; the index appears at ``output`` only when complete. With
+    ``dense`` (a sentence-transformers model, e.g. "minilm") the documents'
+    dense embeddings are stored in ``<output>/dense`` (``dense_dtype``:
+    float32, float16 or int8); with ``bm25`` a BM25 exact index of the same
+    documents goes to ``<output>/lexical``: the lists
+    :class:`lsr.retrieval.HybridSearcher` fuses. ``bm25`` defaults to on
+    with ``dense`` (the recommended hybrid fuses all three), unless the
+    index itself is BM25.
+    """
+    from ..encoders.shards import encode_corpus, read_settings, shard_paths
+    from ..index.docs import write_docstore
+    from ..sparse import read_vectors
+
+    output = Path(output)
+    if index_type not in INDEX_TYPES:
+        raise IndexError_(f"unknown index type {index_type!r} (choose from {', '.join(INDEX_TYPES)})")
+    if output.exists() and not overwrite:
+        raise IndexError_(f"{output} already exists (use --overwrite to replace it)")
+
+    if dense:  # fail before the (long) sparse encoding, not after it
+        from ..encoders.registry import resolve_model
+        from ..index.dense import DTYPES
+        if dense_dtype not in DTYPES:
+            raise IndexError_(f"dense dtype {dense_dtype!r}; choose from {', '.join(DTYPES)}")
+        kind = resolve_model(dense).kind
+        if kind not in (None, "dense"):
+            raise ModelError(f"--dense {dense!r} is a {kind} model, not a dense bi-encoder (e.g. minilm)")
+
+    if bm25 is None:
+        from ..encoders.bm25 import is_bm25_name
+        bm25 = bool(dense) and not (model and is_bm25_name(model))
+    pre_encoded = read_settings(Path(dataset)) if isinstance(dataset, (str, Path)) and Path(dataset).is_dir() else None
+    if pre_encoded is not None:
+        # A folder written by `lsr encode`: index its vectors as they are.
+        if not pre_encoded.get("complete"):
+            raise DataError(f"{dataset}: encoding is incomplete; rerun `lsr encode` to finish it")
+        if model and model != pre_encoded["model"]:
+            raise ModelError(f"{dataset} was encoded with {pre_encoded['model']!r}, not {model!r}")
+        if pre_encoded.get("kind") == "bm25":
+            raise DataError(f"{dataset}: BM25 vectors need the statistics of their corpus; "
+                            "index the dataset itself with --model bm25")
+        shards, encoder_info = shard_paths(Path(dataset)), pre_encoded
+        try:
+            docs_source = load_dataset(pre_encoded["dataset"])
+        except DataError:
+            docs_source = None  # no doc store if the original corpus is gone
+        vectors_dir = None
+    else:
+        from ..encoders import load_encoder
+        from ..encoders.bm25 import BM25Encoder, parse_bm25_name
+        if not model:
+            raise ModelError("no model given (use --model, e.g. --model splade-tiny)")
+        ds = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, split=split)
+        bm25_options = parse_bm25_name(model)
+        if bm25_options is not None:  # lexical: no model, statistics fitted on this corpus and saved with the index
+            encoder = BM25Encoder.fit((d.full_text for d in ds.docs()), progress=progress, **bm25_options)
+            encoder.name = model
+        else:
+            encoder = load_encoder(model, max_length=max_length, batch_size=batch_size)
+        vectors_dir = partial_dir(output) / layout.VECTORS_DIR
+        shards = encode_corpus(ds, encoder, vectors_dir, shard_size=shard_size, progress=progress,
+                               dataset_name=str(dataset) if not isinstance(dataset, Dataset) else ds.name)
+        encoder_info, docs_source = read_settings(vectors_dir), ds
+
+    ids, vectors = read_vectors(shards)
+    # Every index type's build() takes ``progress`` (the exact index has nothing long to show).
+    index = INDEX_TYPES[index_type].build(vectors, ids, progress=progress, **(params or {}))
+    meta = {"encoder": {"name": encoder_info["model"], "kind": encoder_info.get("kind", "splade"),
+                        "max_length": encoder_info["max_length"]},
+            "dataset": encoder_info.get("dataset")}
+
+    if (dense or bm25) and docs_source is None:
+        raise DataError(f"{dataset}: the original corpus is needed for --dense / --bm25 and was not found")
+
+    def extras(tmp: Path):
+        if dense or bm25:
+            texts = _texts_in_index_order(docs_source, index.doc_ids)
+        if dense:
+            from ..encoders.dense import DenseEncoder
+            from ..index.dense import DenseIndex
+            enc = DenseEncoder(dense)
+            emb = enc.encode_documents(texts, progress=progress)
+            DenseIndex.build(emb, dense_dtype, model=dense).save(tmp / layout.DENSE_DIR)
+        if bm25:
+            build_index(docs_source, "bm25", tmp / layout.LEXICAL_DIR, index_type="exact", progress=progress,
+                        keep_vectors=False)
+        if encoder_info.get("kind") == "bm25":  # never pre-encoded (refused above): the encoder is at hand
+            encoder.save(tmp / layout.BM25_DIR)
+        if docs_source is not None:
+            write_docstore(tmp, docs_source.docs(), index.doc_ids)
+        if keep_vectors and vectors_dir is not None:
+            # Copy, not move: if the save fails after this, the encoded
+            # shards must still be in .partial for the next attempt.
+            shutil.copytree(vectors_dir, tmp / layout.VECTORS_DIR)
+
+    index.save(output, overwrite=overwrite, meta=meta, extra_writer=extras)
+    if vectors_dir is not None:
+        shutil.rmtree(partial_dir(output), ignore_errors=True)
+    return index
+
+
+def _texts_in_index_order(source, doc_ids) -> list[str]:
+    """The documents' texts in the index's document numbering (what dense rows must follow)."""
+    texts = {}
+    for d in source.docs():
+        texts[d.doc_id] = d.full_text
+    ids = doc_ids.take(np.arange(len(doc_ids), dtype=np.int64))
+    missing = [str(i) for i in ids if str(i) not in texts]
+    if missing:
+        raise DataError(f"document {missing[0]!r} of the index is not in the corpus {getattr(source, 'name', '')!r}")
+    return [texts[str(i)] for i in ids]

@@ -1,0 +1,113 @@
+"""Searcher: one index directory plus the query encoder it records."""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .. import layout
+from ..errors import ModelError, QueryError
+from ..index import DocStore, load_index
+from .hits import Hit, hits_for
+
+
+class Searcher:
+    """An index plus the encoder recorded in it; the encoder loads on first query."""
+
+    def __init__(self, index_dir, verify: bool = True, model: str | None = None):
+        self.index = load_index(index_dir, verify=verify)
+        self.index_dir = Path(index_dir)
+        self.docstore = DocStore.load(self.index_dir)
+        info = self.index.manifest.get("encoder") or {}
+        self.encoder_kind = info.get("kind")
+        self.model_name = model or info.get("name")
+        self.max_length = int(info.get("max_length", 256))
+        self._encoder = None
+        self._lock = threading.Lock()
+        self._masks: dict[str, np.ndarray] = {}  # recent filters' masks, by canonical JSON
+
+    MASK_CACHE = 32
+
+    def allowed(self, where: dict | None):
+        """The bool mask (one entry per document) that ``where`` selects; None for no filter.
+
+        Masks are cached: a RAG application tends to repeat a few filters,
+        and evaluating one reads its columns from the document store.
+        """
+        if where is None or (isinstance(where, dict) and not where):
+            return None  # {} filters nothing: the kernels' unfiltered path
+        import json
+
+        from ..index.filters import compile_where
+        try:
+            key = json.dumps(where, sort_keys=True, default=str)
+        except (TypeError, ValueError):
+            key = None
+        mask = self._masks.get(key) if key is not None else None
+        if mask is None:
+            from ..index.docs import FilterColumns
+            columns = FilterColumns(self.docstore, self.index.doc_ids)
+            mask = compile_where(where, columns, len(self.index))
+            mask.setflags(write=False)
+            if key is not None:
+                with self._lock:
+                    if len(self._masks) >= self.MASK_CACHE:
+                        self._masks.pop(next(iter(self._masks)))
+                    self._masks[key] = mask
+        return mask
+
+    @property
+    def encoder(self):
+        with self._lock:
+            if self._encoder is None:
+                if not self.model_name:
+                    raise ModelError(f"{self.index_dir} does not record its model; pass one explicitly")
+                if self.encoder_kind == "bm25":
+                    from ..encoders.bm25 import BM25Encoder  # the corpus statistics saved with the index
+                    self._encoder = BM25Encoder.load(self.index_dir / layout.BM25_DIR)
+                else:
+                    # Queries only: a token-weight query side (inference-free) loads without torch.
+                    from ..encoders import load_query_encoder
+                    self._encoder = load_query_encoder(self.model_name, max_length=self.max_length)
+                if self._encoder.vocab.fingerprint != self.index.vocab.fingerprint:
+                    raise ModelError(f"model {self.model_name!r} has a different vocabulary than "
+                                     f"the index {self.index_dir}")
+        return self._encoder
+
+    def encode_queries(self, texts: Sequence[str]):
+        for i, t in enumerate(texts):
+            if not isinstance(t, str) or not t.strip():
+                raise QueryError("query is empty" if len(texts) == 1 else f"query {i} is empty")
+        return self.encoder.encode_queries(list(texts))
+
+    def search_numbers(self, texts: Sequence[str], k: int = 10, where: dict | None = None,
+                       threads: int | None = None, **params):
+        """Top-``k`` internal doc numbers and scores, arrays of shape (n_queries, k); -1 / -inf pad.
+
+        ``params`` are the index type's search parameters
+        (:attr:`index.SEARCH_PARAMS`: query_cut, heap_factor, knn for a
+        seismic index, none for an exact one); a name the index type does not
+        take raises :class:`lsr.errors.ParameterError`. ``where`` filters on
+        metadata (:mod:`lsr.index.filters`) inside the scan.
+        """
+        allowed = self.allowed(where)  # a bad filter fails before the model loads
+        return self.index.search_numbers(self.encode_queries(texts), k, threads=threads, allowed=allowed, **params)
+
+    def batch_search_ids(self, texts: Sequence[str], k: int = 10, where: dict | None = None,
+                         threads: int | None = None, **params):
+        """(doc_ids, scores) arrays of shape (n_queries, k), empty slots '' / -inf: for runs and
+        evaluation, where building :class:`Hit` objects with stored text would be wasted work."""
+        numbers, scores = self.search_numbers(texts, k, where, threads, **params)
+        return self.index.doc_ids.take(numbers), scores
+
+    def batch_search(self, texts: Sequence[str], k: int = 10, where: dict | None = None,
+                     threads: int | None = None, **params) -> list[list[Hit]]:
+        """Hits for each query (best first; fewer than ``k`` when fewer documents match)."""
+        numbers, scores = self.search_numbers(texts, k, where, threads, **params)
+        return hits_for(self.index.doc_ids, self.docstore, numbers, scores)
+
+    def search(self, text: str, k: int = 10, where: dict | None = None, **params) -> list[Hit]:
+        """Hits for one query text, best first."""
+        return self.batch_search([text], k, where, 1, **params)[0]
