@@ -13,7 +13,8 @@ Data: the splade-tiny document vectors in bench/out/indexes/NAME-splade-tiny
 
     python bench/ab_seismic.py --a /tmp/lsr-before --b . --real nfcorpus \\
         --setting 5/0.8 --setting 10/0.8 --passes 8
-Writes bench/out/ab_seismic_NAME.json.
+Writes bench/out/ab_seismic_NAME[_TAG].json. Run the same tree as A and B
+(``--tag aa``) for the spread an A/B ratio has when nothing changed.
 """
 from __future__ import annotations
 
@@ -75,6 +76,7 @@ def main():
     ap.add_argument("--real", default="nfcorpus")
     ap.add_argument("--setting", action="append", default=[], metavar="QUERY_CUT/HEAP_FACTOR")
     ap.add_argument("--passes", type=int, default=8)
+    ap.add_argument("--tag", default="", help="suffix of the output file (e.g. 'aa' for an A/A control run)")
     args = ap.parse_args()
     settings = [(int(s.split("/")[0]), float(s.split("/")[1])) for s in (args.setting or ["5/0.8", "10/0.8"])]
     os.environ.setdefault("IR_DATASETS_HOME", str(HERE.parent / ".cache" / "ir_datasets"))
@@ -111,7 +113,7 @@ def main():
                                    "a_passes_ms": a, "b_passes_ms": b, "same_top1": same}
         print(f"query_cut={qc} heap_factor={hf}: A {np.median(a):.4f} ms, B {np.median(b):.4f} ms, "
               f"B/A {np.median(b) / np.median(a):.3f}, same top-1 ids: {same}")
-    path = OUT / f"ab_seismic_{args.real}.json"
+    path = OUT / f"ab_seismic_{args.real}{'_' + args.tag if args.tag else ''}.json"
     path.write_text(json.dumps(result, indent=2))
     print(f"wrote {path}", file=sys.stderr)
 

@@ -44,6 +44,18 @@ def test_zscore_and_raw_normalisation():
         normalise(s, "l2")
 
 
+def test_one_normalise_for_fusion_and_teachers():
+    # 2-d input normalises each row (query) on its own; -inf (a result list's padding) and NaN (a teacher's
+    # missing candidate) are both "missing" and come back unchanged; a row with nothing finite stays as it is
+    from lsr.training import normalise as teachers_normalise
+    assert teachers_normalise is normalise
+    s = np.array([[1.0, 3.0, -np.inf], [5.0, np.nan, 5.0], [np.nan, np.nan, np.nan]])
+    mm = normalise(s, "minmax")
+    assert mm[0].tolist() == [0.0, 1.0, -np.inf] and mm[1, 0] == mm[1, 2] == 1.0 and np.isnan(mm[1, 1])
+    assert np.isnan(mm[2]).all()
+    assert np.allclose(normalise(s[0], "minmax")[:2], mm[0, :2])  # 1-d is one query
+
+
 def test_rrf_uses_ranks_only_and_a_missing_document_adds_nothing():
     a = ([7, 8], [100.0, 99.0])
     b = ([8, 9], [0.2, 0.1])

@@ -118,15 +118,3 @@ def _download(repo_id: str) -> Path:
     except Exception as e:  # hub errors come in many types; all mean "not available"
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ModelError(unknown_model_message(repo_id, f"offline or no such repository: {reason}")) from None
-
-
-def _package_dir(package: str) -> Path | None:
-    """Deprecated (the CLI's old way to list bundled models): use :func:`.names.installed_location`."""
-    import importlib.util
-    try:
-        spec = importlib.util.find_spec(package)
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(list(spec.submodule_search_locations)[0])

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import write_json
+from ..atomic import atomic_dir, write_json
 from ..errors import IndexError_
 from ..layout import DENSE_CONFIG as CONFIG
 
@@ -141,16 +141,17 @@ class DenseIndex:
         return x * self.scale if self.scale is not None else x
 
     # ------------------------------------------------------------ save/load
-    def save(self, folder) -> Path:
-        """Write ``folder`` (the index's ``dense/``); config last, so a partial write never loads."""
+    def save(self, folder, overwrite: bool = True) -> Path:
+        """Write ``folder`` (the index's ``dense/``) whole or not at all: into a temporary folder renamed
+        into place (config last inside it, so even a copied half-folder never loads)."""
         folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        np.save(folder / "embeddings.npy", self.data)
-        if self.scale is not None:
-            np.save(folder / "scale.npy", self.scale)
-        cfg = {"format": FORMAT, "model": self.model, "dtype": self.dtype, "dim": self.dim, "docs": len(self),
-               **self.meta}
-        write_json(folder / CONFIG, cfg)
+        with atomic_dir(folder, overwrite=overwrite, error=IndexError_) as tmp:
+            np.save(tmp / "embeddings.npy", self.data)
+            if self.scale is not None:
+                np.save(tmp / "scale.npy", self.scale)
+            cfg = {"format": FORMAT, "model": self.model, "dtype": self.dtype, "dim": self.dim, "docs": len(self),
+                   **self.meta}
+            write_json(tmp / CONFIG, cfg)
         return folder
 
     @classmethod

@@ -58,6 +58,8 @@ class VectorWriter:
 
     def __init__(self, path: str | os.PathLike, vocab: Vocabulary, metadata: dict[str, str] | None = None):
         self.path = Path(path)
+        # A streaming writer: its temporary lives from construction to close(), longer than a
+        # `with lsr.atomic.atomic_path(...)` block, so it renames the file itself (same rule).
         self.tmp = self.path.with_name(self.path.name + ".tmp")
         self.vocab = vocab
         self.schema = _schema_with(vocab, metadata)

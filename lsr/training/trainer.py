@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
 
+from .. import layout
 from ..atomic import atomic_file, write_json
 from ..errors import DataError
 from .recipe import RecipeError, load_recipe
@@ -125,7 +126,7 @@ def train(recipe_path, output, progress: bool = True, max_steps: int | None = No
     examples_path = out / "examples.parquet"
     if not examples_path.exists():
         index_dir = out / "mining-index"
-        if not (index_dir / "manifest.json").exists():
+        if not (index_dir / layout.MANIFEST).exists():
             build_index(train_ds, r["mining"]["model"], index_dir, index_type="exact", overwrite=True,
                         progress=progress, keep_vectors=False)
         m = r["mining"]
