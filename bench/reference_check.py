@@ -2,7 +2,7 @@
 
 For each collection (default beir/scifact/test and beir/nfcorpus/test):
   reference  plain sentence-transformers encodings of splade-tiny, scipy
-             product, pytrec_eval (bench/reference.py; no lsr code);
+             product, pytrec_eval (lsr/eval/reference.py; no other lsr code);
   lsr        `lsr index <corpus> --model splade-tiny` then
              `lsr eval <index> <split> --json` through the installed CLI;
   latency    exact search per query (single thread, queries pre-encoded)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -17,18 +18,24 @@ from .errors import LsrError
 
 
 def _tmp_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    # Process and thread in the name: two writers of one target never share a temporary.
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
 
 
 @contextmanager
 def atomic_file(path, mode: str = "w", **kwargs):
-    """Open a temporary file for writing; on success it replaces ``path``."""
+    """Open a temporary file for writing (text is UTF-8 unless ``encoding`` says otherwise); on success
+    it is flushed to disk and replaces ``path``, so after a crash the file is the old one or the new one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_name(path)
+    if "b" not in mode:
+        kwargs.setdefault("encoding", "utf-8")
     try:
         with open(tmp, mode, **kwargs) as f:
             yield f
+            f.flush()
+            os.fsync(f.fileno())  # the data reaches the disk before the rename makes it the file
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -50,7 +57,7 @@ def atomic_path(path):
 
 
 def write_text(path, text: str) -> Path:
-    with atomic_file(path, "w", encoding="utf-8") as f:
+    with atomic_file(path, "w") as f:
         f.write(text)
     return Path(path)
 
@@ -73,7 +80,7 @@ def atomic_dir(target, overwrite: bool = False, error: type[LsrError] = LsrError
     if target.exists() and not overwrite:
         raise error(f"{target} already exists (pass overwrite=True / --overwrite to replace it)")
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
+    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}-{threading.get_ident()}"
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()

@@ -28,14 +28,21 @@ DOCSTORE = "docs.parquet"
 METADATA = "metadata.parquet"
 VECTORS_DIR = "vectors"
 ENCODE_SETTINGS = "encode.json"  # inside vectors/ (and any `lsr encode` output folder)
+SHARD_GLOB = "shard-*.parquet"  # the encoded shards, in corpus order
 BM25_DIR = "bm25"
 BM25_CONFIG = "bm25.json"
 BM25_DF = "bm25_df.npy"
 DENSE_DIR = "dense"
 DENSE_CONFIG = "dense.json"
+DENSE_EMBEDDINGS = "embeddings.npy"
+DENSE_SCALE = "scale.npy"  # int8 storage only
 LEXICAL_DIR = "lexical"
 HYBRID_SETTINGS = "hybrid.json"
 PARTIAL_SUFFIX = ".partial"  # INDEX.partial/vectors: encoding in progress, resumed by the next `lsr index`
+
+
+def shard_name(number: int) -> str:
+    return f"shard-{number:05d}.parquet"
 
 
 def partial_dir(index_dir) -> Path:

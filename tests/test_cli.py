@@ -345,10 +345,15 @@ def test_seismic_options_on_an_exact_index_are_refused(exact_bm25):
 
 
 def test_hybrid_applies_seismic_options_to_the_sparse_list(tiny_index):
-    res = run("search", tiny_index, "weak bones", "--hybrid", "--query-cut", "2", "--heap-factor", "0", "--json")
+    # tiny_index holds only its sparse list: a PRF search over it goes through the hybrid searcher
+    res = run("search", tiny_index, "weak bones", "--lists", "sparse", "--prf", "after", "--query-cut", "2",
+              "--heap-factor", "0", "--json")
     assert res.exit_code == 0, res.output
     hits = json.loads(res.stdout)["hits"]
     assert hits and all(set(h) == {"doc_id", "score", "title", "list_scores"} for h in hits)
+    assert all(h["list_scores"] == {"sparse": h["score"]} for h in hits)  # one list: its raw scores
+    res = run("search", tiny_index, "weak bones", "--hybrid")  # nothing to fuse: said, not faked
+    assert res.exit_code == 1 and "no dense or BM25 list to fuse" in res.stderr
     res = run("search", tiny_index, "weak bones", "--dense")  # --dense names a model on `lsr index` only
     assert res.exit_code == 2 and "the fused search is --hybrid" in _flat(res.output)
     res = run("search", tiny_index, "weak bones", "--fb-docs", "3")

@@ -27,7 +27,9 @@ PACKAGES = ["lsr", "lsr.sparse", "lsr.data", "lsr.encoders", "lsr.index", "lsr.r
 def test_api_md_names_every_public_name():
     """docs/api.md mentions every name a package exports (its ``__all__``), in code formatting."""
     import importlib
-    text = (ROOT / "docs" / "api.md").read_text()
+    page = (ROOT / "docs" / "api.md").read_text()
+    # only code counts: inline `spans` and fenced blocks, so a word in prose ("fuse", "hit") is no mention
+    text = "\n".join(re.findall(r"```.*?```", page, re.S) + re.findall(r"`([^`\n]+)`", page))
     missing = []
     for package in PACKAGES:
         module = importlib.import_module(package)

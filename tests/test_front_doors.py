@@ -82,3 +82,61 @@ def test_hit_json_has_the_same_keys_every_time(tiny_hybrid):
     hybrid = Retriever.load(tiny_hybrid, mode="hybrid").search("weak bones", 2)
     assert all(list(h.to_dict()) == ["doc_id", "score", "title", "list_scores"] for h in hybrid)
     assert np.isfinite([h.score for h in hybrid]).all()
+
+
+def test_nothing_to_fuse_and_mismatched_modes_are_refused(med_indexes, tiny_hybrid):
+    from typer.testing import CliRunner
+
+    from lsr.cli.app import app
+    from lsr.errors import IndexError_
+    with pytest.raises(IndexError_, match="no dense or BM25 list to fuse"):
+        Retriever.load(med_indexes["exact"], mode="hybrid")
+    res = CliRunner().invoke(app, ["search", str(med_indexes["exact"]), "blood glucose", "--hybrid"])
+    assert res.exit_code == 1 and "no dense or BM25 list to fuse" in res.stderr
+    with pytest.raises(ValueError, match="config applies to mode='hybrid', not mode='dense'"):
+        Retriever.load(tiny_hybrid, mode="dense", config=HybridConfig(lists=("sparse", "dense")))
+    assert Retriever.load(tiny_hybrid, config=HybridConfig(lists=("sparse", "dense"))).mode == "hybrid"
+
+
+def test_one_list_keeps_its_raw_scores(tiny_hybrid):
+    # nothing is fused: a dense-only search scores by inner product, not a min-max 1.0 for the top hit
+    from lsr.encoders import DenseEncoder
+    from lsr.index.dense import DenseIndex
+    hits = Retriever.load(tiny_hybrid, mode="dense").search("lung damage from cigarettes", 3)
+    index = DenseIndex.load(tiny_hybrid / "dense")
+    docs, scores = index.search(DenseEncoder(index.model).encode(["lung damage from cigarettes"]), 3)
+    assert [h.score for h in hits] == pytest.approx(scores[0].tolist(), rel=1e-6)
+    assert hits[0].score < 1.0 and all(h.list_scores == {"dense": h.score} for h in hits)
+
+
+def test_a_string_is_not_a_batch(med_indexes):
+    from lsr.errors import QueryError
+    for door in (Searcher(med_indexes["exact"]), HybridSearcher(med_indexes["exact"], HybridConfig(lists=("sparse",)))):
+        with pytest.raises(QueryError, match="takes a list of queries"):
+            door.batch_search("weak bones", 3)
+        with pytest.raises(QueryError, match="k must be an integer >= 1"):
+            door.search("weak bones", 0)
+
+
+def test_build_options_that_cannot_apply_are_refused_before_any_work(tmp_path, fixtures_dir):
+    from lsr.retrieval import build_index
+    corpus = fixtures_dir / "tiny_corpus.jsonl"
+    cases = [(dict(model="bm25", max_length=3), "max_length cannot apply: 'bm25' has no neural model"),
+             (dict(model="bm25", dense_dtype="int8"), "dense_dtype .* applies to the dense list"),
+             (dict(model="splade-tiny", index_type="exact", params={"knn": 3}), "unknown exact build parameter 'knn'")]
+    for i, (kwargs, message) in enumerate(cases):
+        out = tmp_path / f"idx{i}"
+        with pytest.raises(ParameterError, match=message):
+            build_index(corpus, output=out, progress=False, **kwargs)
+        assert not out.exists() and not (tmp_path / f"idx{i}.partial").exists()  # refused before encoding
+
+
+def test_search_run_and_json_are_one_or_the_other(med_indexes, tmp_path):
+    from typer.testing import CliRunner
+
+    from lsr.cli.app import app
+    queries = tmp_path / "q.tsv"
+    queries.write_text("1\tblood glucose\n")
+    res = CliRunner().invoke(app, ["search", str(med_indexes["exact"]), "--queries", str(queries),
+                                   "--run", str(tmp_path / "run.txt"), "--json"])
+    assert res.exit_code == 2 and "choose one" in res.output and not (tmp_path / "run.txt").exists()

@@ -55,7 +55,7 @@ def test_hybrid_and_dense_modes_and_errors(tiny_hybrid):
     assert all(g == got[0] for g in got)
     with pytest.raises(QueryError, match="query is empty"):
         hybrid.search("  ")
-    with pytest.raises(QueryError, match="k must be >= 1"):
+    with pytest.raises(QueryError, match="k must be an integer >= 1"):
         hybrid.search("bones", k=0)
     with pytest.raises(QueryError, match="takes a list"):
         hybrid.batch_search("bones")

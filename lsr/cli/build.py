@@ -45,16 +45,18 @@ def index(
     model: Model = None,
     index_type: Annotated[str, typer.Option("--index-type", metavar="seismic|exact", help="seismic (approximate, "
                                             "fast) or exact")] = "seismic",
-    max_length: MaxLength = 256,
-    batch_size: BatchSize = 32,
+    max_length: Annotated[Optional[int], typer.Option(
+        "--max-length", min=1, metavar="N", help="tokens per document for a neural model (default 256)")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(
+        "--batch-size", min=1, metavar="N", help="texts per forward pass for a neural model (default 32)")] = None,
     split: Split = None,
     knn: Annotated[int, typer.Option("--knn", min=0, metavar="N", help="seismic: also build a k-NN graph with N "
                                      "neighbours per document (refines results; 0 = none)")] = 0,
     dense: Annotated[Optional[str], typer.Option("--dense", metavar="MODEL", help="also store dense embeddings of "
                                                  "this sentence-transformers model (e.g. minilm) for hybrid "
                                                  "search")] = None,
-    dense_dtype: Annotated[str, typer.Option("--dense-dtype", metavar="float32|float16|int8",
-                                             help="dense storage")] = "float32",
+    dense_dtype: Annotated[Optional[str], typer.Option("--dense-dtype", metavar="float32|float16|int8",
+                                                       help="with --dense: dense storage (default float32)")] = None,
     bm25: Annotated[Optional[bool], flag("--bm25/--no-bm25", help="also build a BM25 list of the same documents "
                                          "for hybrid search (default: yes with --dense)")] = None,
     overwrite: Annotated[bool, flag("--overwrite", help="replace an existing index")] = False,

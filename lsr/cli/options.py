@@ -118,12 +118,8 @@ def check_seismic_options(index_dir: Path, params: dict) -> None:
     cls = INDEX_TYPES.get(index_type)
     if cls is None:
         return  # load_index names the unknown type
-    takes = getattr(cls, "SEARCH_PARAMS", None)
-    if takes is not None:
-        from ..index.params import names
-        accepted = set(names(takes))
-    else:  # an lsr whose index classes predate typed parameters
-        accepted = set(params) if index_type == "seismic" else set()
+    from ..index.params import names
+    accepted = set(names(cls.SEARCH_PARAMS))
     refused = ["--" + name.replace("_", "-") for name in params if name not in accepted]
     if refused:
         verb = "applies" if len(refused) == 1 else "apply"

@@ -64,11 +64,3 @@ def plain_lines(lines: Iterable[str], name: str) -> list[tuple[str, str]]:
         else:
             out.append((fields[0].strip(), fields[1].strip()))
     return out
-
-
-def run_lines(run: dict, tag: str = "lsr") -> Iterable[str]:
-    """TREC run lines (``qid Q0 docid rank score tag``), in the order of :func:`lsr.eval.write_trec_run`."""
-    for qid, hits in run.items():
-        ranked = sorted(hits.items(), key=lambda x: (-x[1], x[0]))
-        for rank, (doc_id, score) in enumerate(ranked, 1):
-            yield f"{qid} Q0 {doc_id} {rank} {score:.6f} {tag}"

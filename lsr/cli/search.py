@@ -30,7 +30,7 @@ from .options import (
     seismic_params,
 )
 from .output import hit_json, metadata_fields, note, print_hits, print_json, warn
-from .queries import read_queries, run_lines
+from .queries import read_queries
 
 BATCH = 256  # queries per batch of --queries
 
@@ -96,6 +96,9 @@ def search(
         raise typer.BadParameter("give a QUERY, or --queries FILE (- for stdin)", param_hint="QUERY")
     if run is not None and queries is None:
         raise typer.BadParameter("--run writes the results of --queries FILE", param_hint="'--run'")
+    if run is not None and as_json:
+        raise typer.BadParameter("--run writes a TREC run and --json prints hits as JSON lines: choose one",
+                                 param_hint="'--run' / '--json'")
     if query is not None and not query.strip():
         raise QueryError("query is empty")
     batch = read_queries(queries) if queries is not None else None  # a bad file fails before any loading
@@ -127,7 +130,7 @@ def _search_batch(front, call: dict, batch, k: int, where, run: Optional[Path], 
                   fields, quiet: bool) -> None:
     from tqdm.auto import tqdm
 
-    from ..eval import run_from_results, write_trec_run
+    from ..eval import run_from_results, trec_run_lines, write_trec_run
     qids = [qid for qid, _ in batch]
     results = {}
     shown = not quiet and len(batch) > BATCH  # a bar for more than one batch
@@ -146,7 +149,7 @@ def _search_batch(front, call: dict, batch, k: int, where, run: Optional[Path], 
         return
     ordered = {qid: results[qid] for qid in qids}
     if run is None:
-        for line in run_lines(ordered):
+        for line in trec_run_lines(ordered):
             typer.echo(line)
         return
     write_trec_run(run, ordered)

@@ -10,7 +10,7 @@ from .output import note
 
 def train(
     recipe: Annotated[str, typer.Argument(metavar="RECIPE", show_default=False, help="recipe TOML file, or the "
-                                          "name of one in data/recipes")],
+                                          "name of one shipped in lsr/recipes")],
     output: Annotated[Optional[Path], typer.Option("--output", "-o", metavar="DIR", help="run folder (default "
                                                    "runs/<recipe name>)")] = None,
     max_steps: Annotated[Optional[int], typer.Option("--max-steps", min=1, metavar="N", help="stop after this "

@@ -16,11 +16,12 @@ from pathlib import Path
 from ..atomic import write_json
 from ..errors import DataError
 from ..layout import ENCODE_SETTINGS as SETTINGS
+from ..layout import SHARD_GLOB, shard_name
 from ..sparse import VectorWriter
 
 
 def shard_paths(folder: Path) -> list[Path]:
-    return sorted(Path(folder).glob("shard-*.parquet"))
+    return sorted(Path(folder).glob(SHARD_GLOB))
 
 
 def read_settings(folder: Path) -> dict | None:
@@ -64,7 +65,7 @@ def encode_corpus(dataset, encoder, out: Path, shard_size: int = 10000, chunk: i
         stale.unlink()  # a shard interrupted mid-write
 
     done = 0
-    while (out / f"shard-{done:05d}.parquet").exists():
+    while (out / shard_name(done)).exists():
         done += 1
     docs = dataset.docs()
     skipped = sum(1 for _ in islice(docs, done * shard_size))
@@ -76,7 +77,7 @@ def encode_corpus(dataset, encoder, out: Path, shard_size: int = 10000, chunk: i
             batch = list(islice(docs, shard_size))
             if not batch:
                 break
-            with VectorWriter(out / f"shard-{shard:05d}.parquet", encoder.vocab,
+            with VectorWriter(out / shard_name(shard), encoder.vocab,
                               {"model": encoder.name}) as writer:
                 for start in range(0, len(batch), chunk):
                     part = batch[start:start + chunk]

@@ -68,13 +68,20 @@ def evaluate(run: Run, qrels: dict, metrics=None, per_query: bool = False):
     return (means, values) if per_query else means
 
 
+def trec_run_lines(run: Run, tag: str = "lsr") -> Iterable[str]:
+    """TREC run lines (``qid Q0 docid rank score tag``, no newline): per query, best score first,
+    ties by doc id, so a run file is the same for the same results."""
+    for qid, hits in run.items():
+        ranked = sorted(hits.items(), key=lambda x: (-x[1], x[0]))
+        for rank, (did, score) in enumerate(ranked, 1):
+            yield f"{qid} Q0 {did} {rank} {score:.6f} {tag}"
+
+
 def write_trec_run(path, run: Run, tag: str = "lsr") -> Path:
     path = Path(path)
     with atomic_file(path, "w") as f:
-        for qid, hits in run.items():
-            ranked = sorted(hits.items(), key=lambda x: (-x[1], x[0]))
-            for rank, (did, score) in enumerate(ranked, 1):
-                f.write(f"{qid} Q0 {did} {rank} {score:.6f} {tag}\n")
+        for line in trec_run_lines(run, tag):
+            f.write(line + "\n")
     return path
 
 

@@ -28,6 +28,8 @@ import numpy as np
 from ..atomic import atomic_dir, write_json
 from ..errors import IndexError_
 from ..layout import DENSE_CONFIG as CONFIG
+from ..layout import DENSE_EMBEDDINGS as EMBEDDINGS
+from ..layout import DENSE_SCALE as SCALE
 
 FORMAT = 1
 DTYPES = ("float32", "float16", "int8")
@@ -146,9 +148,9 @@ class DenseIndex:
         into place (config last inside it, so even a copied half-folder never loads)."""
         folder = Path(folder)
         with atomic_dir(folder, overwrite=overwrite, error=IndexError_) as tmp:
-            np.save(tmp / "embeddings.npy", self.data)
+            np.save(tmp / EMBEDDINGS, self.data)
             if self.scale is not None:
-                np.save(tmp / "scale.npy", self.scale)
+                np.save(tmp / SCALE, self.scale)
             cfg = {"format": FORMAT, "model": self.model, "dtype": self.dtype, "dim": self.dim, "docs": len(self),
                    **self.meta}
             write_json(tmp / CONFIG, cfg)
@@ -167,18 +169,18 @@ class DenseIndex:
         if cfg.get("format") != FORMAT:
             raise IndexError_(f"{path}: dense index format {cfg.get('format')!r}; this lsr reads {FORMAT}")
         try:
-            data = np.load(folder / "embeddings.npy", mmap_mode="r")
-            scale = np.load(folder / "scale.npy") if cfg["dtype"] == "int8" else None
+            data = np.load(folder / EMBEDDINGS, mmap_mode="r")
+            scale = np.load(folder / SCALE) if cfg["dtype"] == "int8" else None
         except (OSError, ValueError) as e:
             raise IndexError_(f"{folder}: unreadable dense embeddings ({e})") from None
         want = {"float32": np.float32, "float16": np.float16, "int8": np.int8}[cfg["dtype"]]
         if data.dtype != want or data.shape != (cfg["docs"], cfg["dim"]):
-            raise IndexError_(f"{folder / 'embeddings.npy'}: {data.dtype} {data.shape}, the config says "
+            raise IndexError_(f"{folder / EMBEDDINGS}: {data.dtype} {data.shape}, the config says "
                               f"{cfg['dtype']} ({cfg['docs']}, {cfg['dim']}); the file is truncated or replaced")
         if n_docs is not None and cfg["docs"] != n_docs:
             raise IndexError_(f"{folder}: {cfg['docs']} dense embeddings for {n_docs} indexed documents")
         if scale is not None and scale.shape != (cfg["dim"],):
-            raise IndexError_(f"{folder / 'scale.npy'}: shape {scale.shape}, expected ({cfg['dim']},)")
+            raise IndexError_(f"{folder / SCALE}: shape {scale.shape}, expected ({cfg['dim']},)")
         meta = {k: v for k, v in cfg.items() if k not in ("format", "model", "dtype", "dim", "docs")}
         return cls(data, scale, cfg["dtype"], cfg["model"], meta)
 

@@ -11,9 +11,12 @@ Each module imports its framework when it is imported, and only then, so
 
 
 def hit_metadata(hit) -> dict:
-    """A hit's metadata as the frameworks carry it: the stored fields plus doc_id, title and score."""
+    """A hit's metadata as the frameworks carry it: the stored fields plus doc_id, title and score, and for a
+    hybrid hit ``list_scores`` (each fused list's raw score; ``score`` is then the fused one)."""
     meta = dict(hit.metadata or {})
     meta.update(doc_id=hit.doc_id, score=hit.score)
+    if getattr(hit, "list_scores", None) is not None:
+        meta["list_scores"] = dict(hit.list_scores)
     if hit.title:
         meta["title"] = hit.title
     return meta

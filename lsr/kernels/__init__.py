@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from ..atomic import write_text
+
 
 def _drop_stale_cache(here: Path) -> None:
     cache = here / "__pycache__"
@@ -27,9 +29,7 @@ def _drop_stale_cache(here: Path) -> None:
             for f in list(cache.glob("*.nbi")) + list(cache.glob("*.nbc")):
                 f.unlink(missing_ok=True)
         cache.mkdir(exist_ok=True)
-        tmp = stamp.with_suffix(".tmp")
-        tmp.write_text(fingerprint)
-        tmp.replace(stamp)
+        write_text(stamp, fingerprint)
     except OSError:  # a read-only install: numba then caches elsewhere (or not at all)
         pass
 

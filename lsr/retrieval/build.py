@@ -12,16 +12,16 @@ import numpy as np
 
 from .. import layout
 from ..data import Dataset, load_dataset
-from ..errors import DataError, IndexError_, ModelError
+from ..errors import DataError, IndexError_, ModelError, ParameterError
 from ..index import INDEX_TYPES
 from ..layout import partial_dir
 
 
 def build_index(dataset: str | Dataset, model: str | None, output, index_type: str = "seismic",
-                max_length: int = 256, batch_size: int = 32, overwrite: bool = False,
-                progress: bool = True, shard_size: int = 10000, split: str | None = None,
+                max_length: int | None = None, batch_size: int | None = None, overwrite: bool = False,
+                progress: bool = True, shard_size: int | None = None, split: str | None = None,
                 keep_vectors: bool = True, params: dict | None = None, dense: str | None = None,
-                dense_dtype: str = "float32", bm25: bool | None = None):
+                dense_dtype: str | None = None, bm25: bool | None = None):
     """Encode a dataset (or reuse a folder written by ``lsr encode``) and build an index.
 
     Encoding goes to ``<output>.partial/vectors`` and resumes there after an
@@ -33,6 +33,13 @@ def build_index(dataset: str | Dataset, model: str | None, output, index_type: s
     :class:`lsr.retrieval.HybridSearcher` fuses. ``bm25`` defaults to on
     with ``dense`` (the recommended hybrid fuses all three), unless the
     index itself is BM25.
+
+    Every option is checked before any encoding, and one that cannot apply is
+    refused rather than ignored: ``params`` the index type does not take,
+    ``dense_dtype`` without ``dense``, ``max_length`` / ``batch_size`` for
+    BM25 (no model) or for a folder already encoded (its settings are fixed;
+    so are ``shard_size`` and ``split`` there). Defaults for a neural model:
+    ``max_length`` 256, ``batch_size`` 32, ``shard_size`` 10,000.
     """
     from ..encoders.shards import encode_corpus, read_settings, shard_paths
     from ..index.docs import write_docstore
@@ -43,6 +50,10 @@ def build_index(dataset: str | Dataset, model: str | None, output, index_type: s
         raise IndexError_(f"unknown index type {index_type!r} (choose from {', '.join(INDEX_TYPES)})")
     if output.exists() and not overwrite:
         raise IndexError_(f"{output} already exists (use --overwrite to replace it)")
+    INDEX_TYPES[index_type].check_build_params(params or {})  # a typo fails now, not after the encoding
+    if dense_dtype is not None and not dense:
+        raise ParameterError("dense_dtype (--dense-dtype) applies to the dense list: give dense (--dense MODEL)")
+    dense_dtype = dense_dtype or "float32"
 
     if dense:  # fail before the (long) sparse encoding, not after it
         from ..encoders.registry import resolve_model
@@ -66,6 +77,8 @@ def build_index(dataset: str | Dataset, model: str | None, output, index_type: s
         if pre_encoded.get("kind") == "bm25":
             raise DataError(f"{dataset}: BM25 vectors need the statistics of their corpus; "
                             "index the dataset itself with --model bm25")
+        _refuse_given(f"{dataset} is already encoded (its settings are in its encode.json)",
+                      max_length=max_length, batch_size=batch_size, shard_size=shard_size, split=split)
         shards, encoder_info = shard_paths(Path(dataset)), pre_encoded
         try:
             docs_source = load_dataset(pre_encoded["dataset"])
@@ -80,12 +93,13 @@ def build_index(dataset: str | Dataset, model: str | None, output, index_type: s
         ds = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, split=split)
         bm25_options = parse_bm25_name(model)
         if bm25_options is not None:  # lexical: no model, statistics fitted on this corpus and saved with the index
+            _refuse_given(f"{model!r} has no neural model", max_length=max_length, batch_size=batch_size)
             encoder = BM25Encoder.fit((d.full_text for d in ds.docs()), progress=progress, **bm25_options)
             encoder.name = model
         else:
-            encoder = load_encoder(model, max_length=max_length, batch_size=batch_size)
+            encoder = load_encoder(model, max_length=max_length or 256, batch_size=batch_size or 32)
         vectors_dir = partial_dir(output) / layout.VECTORS_DIR
-        shards = encode_corpus(ds, encoder, vectors_dir, shard_size=shard_size, progress=progress,
+        shards = encode_corpus(ds, encoder, vectors_dir, shard_size=shard_size or 10000, progress=progress,
                                dataset_name=str(dataset) if not isinstance(dataset, Dataset) else ds.name)
         encoder_info, docs_source = read_settings(vectors_dir), ds
 
@@ -136,3 +150,10 @@ def _texts_in_index_order(source, doc_ids) -> list[str]:
     if missing:
         raise DataError(f"document {missing[0]!r} of the index is not in the corpus {getattr(source, 'name', '')!r}")
     return [texts[str(i)] for i in ids]
+
+
+def _refuse_given(why: str, **options) -> None:
+    """Refuse options that were given (not None) but cannot apply, naming them and why."""
+    given = [name for name, value in options.items() if value is not None]
+    if given:
+        raise ParameterError(f"{', '.join(given)} cannot apply: {why}")

@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+
 from .. import layout
 from ..atomic import write_json
 from ..errors import IndexError_, ParameterError, QueryError
@@ -210,6 +212,8 @@ class HybridSearcher:
         w = c.weights or tuple(1.0 for _ in names)
 
         def fused(lists, kk):
+            if len(names) == 1:  # nothing to fuse: the list's own (raw) scores, in its own order
+                return _top(lists[names[0]], kk)
             return fuse([lists[n] for n in names], w, c.fusion, c.norm, kk, c.rrf_k)
 
         p = c.prf
@@ -236,8 +240,8 @@ class HybridSearcher:
         return self._search(texts, k, where)[:2]
 
     def _search(self, texts, k, where):
-        if k < 1:
-            raise QueryError(f"k must be >= 1, got {k}")
+        from .searcher import _check_request
+        _check_request(texts, k)
         allowed = self.main.allowed(where)
         reps = self.encode(texts)
         return self._combine(reps, self.first_round(reps, allowed=allowed), k, allowed=allowed)
@@ -250,7 +254,7 @@ class HybridSearcher:
     def batch_search(self, texts: Sequence[str], k: int = 10, where: dict | None = None) -> list[list[Hit]]:
         """Hits for each query, best fused score first, each with its lists' raw scores (``list_scores``)."""
         from .hits import hits_for
-        docs, scores, lists = self._search(list(texts), k, where)
+        docs, scores, lists = self._search(texts, k, where)
         hits = hits_for(self.main.index.doc_ids, self.main.docstore, docs, scores)
         for qi, row in enumerate(hits):
             raw = {name: dict(zip(d[qi].tolist(), s[qi].tolist())) for name, (d, s) in lists.items()}
@@ -260,6 +264,16 @@ class HybridSearcher:
 
     def search(self, text: str, k: int = 10, where: dict | None = None) -> list[Hit]:
         return self.batch_search([text], k, where)[0]
+
+
+def _top(result, k: int):
+    """The first ``k`` columns of a (docs, scores) result, padded with -1 / -inf when it has fewer."""
+    docs, scores = np.asarray(result[0]), np.asarray(result[1], dtype=np.float32)
+    if docs.shape[1] >= k:
+        return docs[:, :k], scores[:, :k]
+    pad = k - docs.shape[1]
+    return (np.concatenate([docs, np.full((len(docs), pad), -1, docs.dtype)], 1),
+            np.concatenate([scores, np.full((len(docs), pad), -np.inf, np.float32)], 1))
 
 
 def available_lists(index_dir) -> tuple:
@@ -319,6 +333,9 @@ def config_from_options(index_dir, hybrid: bool = False, lists: Sequence[str] | 
     feedback = {key: value for key, value in feedback.items() if value is not None}
     if not (hybrid or lists or fusion or norm or weights or feedback or (prf and prf != "none")):
         return None
+    if hybrid and not lists and available_lists(index_dir) == ("sparse",):
+        raise ParameterError(f"{index_dir} has no dense or BM25 list to fuse with its sparse one (build it with "
+                             "`lsr index ... --dense minilm` or `--bm25`)")
     base = HybridSearcher.stored_config(index_dir) or recommended(available_lists(index_dir))
     settings = base.to_json()
     if lists or not hybrid:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from ..errors import QueryError
+from ..errors import IndexError_, QueryError
 from .hits import Hit
 
 MODES = ("sparse", "hybrid", "dense")
@@ -25,11 +25,18 @@ MODES = ("sparse", "hybrid", "dense")
 class Retriever:
     """Search one index directory: its sparse list, its dense list, or the hybrid of its lists."""
 
-    def __init__(self, index_dir, mode: str = "sparse", config=None, verify: bool = False, **search_params):
+    def __init__(self, index_dir, mode: str | None = None, config=None, verify: bool = False, **search_params):
+        from .. import layout
         from ..index import params as index_params
         from .searcher import Searcher
+        mode = mode or ("hybrid" if config is not None else "sparse")
         if mode not in MODES:
             raise ValueError(f"mode {mode!r}; choose from {', '.join(MODES)}")
+        if config is not None and mode != "hybrid":  # a config says what to fuse: only hybrid mode fuses
+            raise ValueError(f"config applies to mode='hybrid', not mode={mode!r}")
+        if mode == "hybrid" and config is None and not (layout.has_dense(index_dir) or layout.has_lexical(index_dir)):
+            raise IndexError_(f"{index_dir} has no dense or BM25 list to fuse with its sparse one (build it with "
+                              "`lsr index ... --dense minilm` or `--bm25`); use mode='sparse'")
         self.index_dir = Path(index_dir)
         self.mode = mode
         # The index type's search parameters (seismic: query_cut, heap_factor, knn), checked now, not at the first query.
@@ -48,9 +55,12 @@ class Retriever:
         self.docstore = self._searcher.docstore
 
     @classmethod
-    def load(cls, index_dir, mode: str = "sparse", config=None, verify: bool = False, **search_params) -> Retriever:
-        """Open ``index_dir``. ``verify`` checks every file's checksum (slower; off by default,
-        sizes and the manifest are always checked)."""
+    def load(cls, index_dir, mode: str | None = None, config=None, verify: bool = False,
+             **search_params) -> Retriever:
+        """Open ``index_dir``. ``mode``: "sparse" (default), "hybrid" (default when ``config``, a
+        :class:`HybridConfig`, is given) or "dense". ``verify`` checks every file's checksum (slower; off by
+        default, sizes and the manifest are always checked). ``search_params``: the index type's search
+        parameters (query_cut, heap_factor, knn for seismic), checked here."""
         return cls(index_dir, mode, config, verify, **search_params)
 
     def __len__(self) -> int:
@@ -95,8 +105,8 @@ class Retriever:
         """
         if isinstance(queries, str):
             raise QueryError("batch_search takes a list of queries; use search() for one")
-        if k < 1:
-            raise QueryError(f"k must be >= 1, got {k}")
+        if not isinstance(k, int) or k < 1:
+            raise QueryError(f"k must be an integer >= 1, got {k!r}")
         if not queries:
             return []
         if self._hybrid is not None:
