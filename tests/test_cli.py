@@ -307,6 +307,22 @@ def test_queries_from_stdin(tiny_index):
     assert res.exit_code == 1 and "error: <stdin>:2: expected id<TAB>text" in res.stderr
 
 
+@needs_shared
+def test_queries_from_a_dataset(tiny_index):
+    # --queries means "the queries to run" as on eval and tune: a dataset works too (all its queries)
+    from lsr.data import load_dataset
+    adi = BEIR / "adi"
+    res = run("search", tiny_index, "--queries", adi, "-k", "1")
+    assert res.exit_code == 0, res.output
+    from lsr.retrieval import Searcher
+    queries = list(load_dataset(adi).queries())
+    ids, _ = Searcher(tiny_index).batch_search_ids([q.text for q in queries], 1)
+    want = [[q.query_id, "Q0", row[0]] for q, row in zip(queries, ids) if row[0] != ""]  # a query may match nothing
+    assert len(want) > 10 and [line.split()[:3] for line in res.stdout.splitlines()] == want
+    res = run("search", tiny_index, "--queries", "no/such/thing", "-k", "1")
+    assert res.exit_code == 1 and "--queries no/such/thing: not a queries file, and not a dataset" in res.stderr
+
+
 def _flat(text):
     """A usage error's text without the panel's borders and line breaks."""
     return " ".join(text.replace("│", " ").split())

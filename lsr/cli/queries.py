@@ -1,4 +1,5 @@
-"""Queries for ``lsr search --queries``: a queries file, or plain lines on stdin, as (query id, text) pairs."""
+"""Queries for ``lsr search --queries``: a queries file, a dataset, or plain lines on stdin, as (query id, text)
+pairs. ``--queries`` means "the queries to run" on every command; this is search's reader."""
 import sys
 from pathlib import Path
 from typing import Iterable
@@ -9,14 +10,15 @@ HEADER_IDS = ("id", "_id", "qid", "query_id", "query-id", "query")
 
 def read_queries(spec: str) -> list[tuple[str, str]]:
     """``-``: stdin; a .jsonl/.tsv/.parquet file (plain or .gz): lsr's query file readers; any other
-    file: plain lines as on stdin. Ids are unique and texts non-empty, or DataError / QueryError."""
-    from ..errors import DataError, QueryError
+    file: plain lines as on stdin; not a file: a dataset (ir_datasets id or BEIR folder, as ``lsr eval``
+    and ``lsr tune`` take), all its queries. Ids are unique and texts non-empty, or DataError / QueryError."""
+    from ..errors import DataError
     if spec == "-":
         items = plain_lines(sys.stdin, "<stdin>")
     else:
         path = Path(spec).expanduser()
         if not path.is_file():
-            raise DataError(f"queries file not found: {path}")
+            return _checked(_dataset_queries(spec), spec)
         suffixes = [s.lower() for s in path.suffixes if s.lower() != ".gz"]
         if suffixes and suffixes[-1] in QUERY_FILE_SUFFIXES:
             from ..data.files import iter_queries_file
@@ -27,7 +29,21 @@ def read_queries(spec: str) -> list[tuple[str, str]]:
                     items = plain_lines(f, str(path))
             except (OSError, UnicodeDecodeError) as e:
                 raise DataError(f"{path}: cannot read ({e})") from None
-    name = "stdin" if spec == "-" else spec
+    return _checked(items, "stdin" if spec == "-" else spec)
+
+
+def _dataset_queries(spec: str) -> list[tuple[str, str]]:
+    from ..data import load_dataset
+    from ..errors import DataError
+    try:
+        ds = load_dataset(spec)
+    except DataError as e:
+        raise DataError(f"--queries {spec}: not a queries file, and not a dataset ({e})") from None
+    return [(q.query_id, q.text) for q in ds.queries()]
+
+
+def _checked(items, name: str) -> list[tuple[str, str]]:
+    from ..errors import DataError, QueryError
     if not items:
         raise DataError(f"no queries in {name}")
     seen = set()

@@ -53,8 +53,9 @@ def search(
                                                    help="query text (or --queries FILE for many)")] = None,
     k: Annotated[int, k_option("hits per query")] = 10,
     queries: Annotated[Optional[str], typer.Option(
-        "--queries", metavar="FILE", help="search many queries: a JSONL/TSV/Parquet queries file, or - for stdin "
-        "(one query per line, numbered 1..n, or id<TAB>text); results as a TREC run")] = None,
+        "--queries", metavar="SOURCE", help="search many queries: a JSONL/TSV/Parquet queries file, a dataset "
+        "(beir/scifact/test), or - for stdin (one query per line, numbered 1..n, or id<TAB>text); results as a "
+        "TREC run")] = None,
     run: Annotated[Optional[Path], typer.Option(
         "--run", metavar="OUT", rich_help_panel=OUTPUT,
         help="with --queries: write the TREC run here (default: stdout)")] = None,
