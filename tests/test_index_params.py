@@ -136,3 +136,25 @@ def test_kernel_facade_reexports_the_split_modules():
             if hasattr(module, name) and not name.startswith("_"):
                 assert getattr(seismic, name) is getattr(module, name)
     assert seismic.DIR_SAMPLE == seismic_search.DIR_SAMPLE == 16
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(summary_energy=0), "summary_energy must be a number in \\(0, 1\\], got 0"),
+    (dict(centroid_fraction=1.5), "centroid_fraction must be a number in \\(0, 1\\]"),
+    (dict(max_fraction=float("nan")), "max_fraction must be a number finite and > 0"),
+    (dict(doc_cut=0), "doc_cut must be an integer >= 1"),
+    (dict(min_cluster_size=True), "min_cluster_size must be an integer >= 1"),
+    (dict(n_postings=-5), "n_postings must be an integer >= 0"),
+    (dict(seed=1.5), "seed must be an integer"),
+    (dict(query_cut=0), "query_cut must be an integer >= 1"),
+    (dict(heap_factor=-1.0), "heap_factor must be a number finite and >= 0"),
+])
+def test_seismic_build_values_are_range_checked(kwargs, message):
+    # typed means the values too: a build never runs on a parameter it would silently misuse
+    with pytest.raises(ValueError, match=message):
+        SeismicIndex.build(DOCS, **kwargs)
+
+
+def test_seismic_build_edge_values_are_accepted():
+    index = SeismicIndex.build(DOCS, n_postings=0, summary_energy=1.0, centroid_fraction=1.0, seed=np.int64(3))
+    assert index.params["n_postings"] == 0 and index.params["summary_energy"] == 1.0

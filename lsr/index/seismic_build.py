@@ -71,9 +71,22 @@ def resolve_params(given: dict, n_docs: int) -> dict:
         p.update(default_build_params(n_docs))
     if p["forward_dtype"] not in ("f16", "f32"):
         raise ValueError(f"forward_dtype must be 'f16' or 'f32', got {p['forward_dtype']!r}")
-    for name in ("knn", "knn_blocks"):
-        if not isinstance(p[name], (int, np.integer)) or p[name] < 0:
-            raise ValueError(f"{name} must be an integer >= 0, got {p[name]!r}")
+    for name, low in (("knn", 0), ("knn_blocks", 0), ("n_postings", 0), ("doc_cut", 1), ("min_cluster_size", 1),
+                      ("query_cut", 1), ("seed", None)):
+        value = p[name]
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or (low is not None and value < low):
+            raise ValueError(f"{name} must be an integer" + (f" >= {low}" if low is not None else "") +
+                             f", got {value!r}")
+    # Fractions of a list (centroids) and of a summary's mass (energy): (0, 1]; the others finite and positive.
+    for name, low, high in (("centroid_fraction", 0.0, 1.0), ("summary_energy", 0.0, 1.0),
+                            ("max_fraction", 0.0, math.inf), ("heap_factor", None, math.inf)):
+        value = p[name]
+        ok = isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool) \
+            and math.isfinite(value) and (value > low if low is not None else value >= 0) and value <= high
+        if not ok:
+            bound = f"in (0, {high:g}]" if high != math.inf and low is not None else \
+                ("finite and > 0" if low is not None else "finite and >= 0")
+            raise ValueError(f"{name} must be a number {bound}, got {value!r}")
     return p
 
 
