@@ -91,6 +91,8 @@ def test_nothing_to_fuse_and_mismatched_modes_are_refused(med_indexes, tiny_hybr
     from lsr.errors import IndexError_
     with pytest.raises(IndexError_, match="no dense or BM25 list to fuse"):
         Retriever.load(med_indexes["exact"], mode="hybrid")
+    with pytest.raises(IndexError_, match="no dense or BM25 list to fuse"):  # the mechanism both go through
+        HybridSearcher(med_indexes["exact"])
     res = CliRunner().invoke(app, ["search", str(med_indexes["exact"]), "blood glucose", "--hybrid"])
     assert res.exit_code == 1 and "no dense or BM25 list to fuse" in res.stderr
     with pytest.raises(ValueError, match="config applies to mode='hybrid', not mode='dense'"):

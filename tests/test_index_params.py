@@ -144,7 +144,7 @@ def test_kernel_facade_reexports_the_split_modules():
     (dict(max_fraction=float("nan")), "max_fraction must be a number finite and > 0"),
     (dict(doc_cut=0), "doc_cut must be an integer >= 1"),
     (dict(min_cluster_size=True), "min_cluster_size must be an integer >= 1"),
-    (dict(n_postings=-5), "n_postings must be an integer >= 0"),
+    (dict(n_postings=2.5), "n_postings must be an integer, got 2.5"),
     (dict(seed=1.5), "seed must be an integer"),
     (dict(query_cut=0), "query_cut must be an integer >= 1"),
     (dict(heap_factor=-1.0), "heap_factor must be a number finite and >= 0"),
@@ -158,3 +158,5 @@ def test_seismic_build_values_are_range_checked(kwargs, message):
 def test_seismic_build_edge_values_are_accepted():
     index = SeismicIndex.build(DOCS, n_postings=0, summary_energy=1.0, centroid_fraction=1.0, seed=np.int64(3))
     assert index.params["n_postings"] == 0 and index.params["summary_energy"] == 1.0
+    # a negative n_postings turns static pruning off, as 0 does (documented in SeismicIndex.build)
+    assert SeismicIndex.build(DOCS, n_postings=-1).n_postings == SeismicIndex.build(DOCS, n_postings=0).n_postings

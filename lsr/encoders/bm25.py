@@ -30,7 +30,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ..atomic import atomic_path, write_json
+from ..atomic import atomic_file, write_json
 from ..errors import ModelError
 from ..layout import BM25_CONFIG as CONFIG
 from ..layout import BM25_DF as DF_FILE
@@ -183,9 +183,8 @@ class BM25Encoder:
     def save(self, folder) -> Path:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        with atomic_path(folder / DF_FILE) as tmp:
-            with open(tmp, "wb") as f:
-                np.save(f, self.df)
+        with atomic_file(folder / DF_FILE, "wb") as f:
+            np.save(f, self.df)
         write_json(folder / CONFIG, self.config(), indent=None)  # last: its presence means complete
         return folder
 

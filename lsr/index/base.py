@@ -170,7 +170,7 @@ class BaseIndex:
         ``params`` are the fields of ``SEARCH_PARAMS``; another name raises
         :class:`lsr.errors.ParameterError`.
         """
-        index_params.check(params, self.SEARCH_PARAMS, f"{self.index_type} search")
+        self.check_search_params(params)
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         if allowed is not None:

@@ -21,6 +21,8 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from .base import resolve_threads
+
 
 @dataclass(frozen=True)
 class SeismicBuildParams:
@@ -60,6 +62,16 @@ def default_build_params(n_docs: int) -> dict:
     return {"n_postings": int(min(4000, max(1000, round(2.5 * math.sqrt(max(n_docs, 0))))))}
 
 
+# Value checks: integers with their lower bound (None: any; n_postings <= 0 turns pruning off), and finite
+# numbers with their range: fractions of a list (centroids) and of a summary's mass (energy) in (0, 1].
+_INTEGERS = {"knn": 0, "knn_blocks": 0, "doc_cut": 1, "min_cluster_size": 1, "query_cut": 1, "n_postings": None,
+             "seed": None}
+_NUMBERS = {"centroid_fraction": ("in (0, 1]", lambda x: 0 < x <= 1),
+            "summary_energy": ("in (0, 1]", lambda x: 0 < x <= 1),
+            "max_fraction": ("finite and > 0", lambda x: x > 0),
+            "heap_factor": ("finite and >= 0", lambda x: x >= 0)}
+
+
 def resolve_params(given: dict, n_docs: int) -> dict:
     """The build's parameters: the given ones over the defaults (None takes the default), values checked.
 
@@ -71,21 +83,15 @@ def resolve_params(given: dict, n_docs: int) -> dict:
         p.update(default_build_params(n_docs))
     if p["forward_dtype"] not in ("f16", "f32"):
         raise ValueError(f"forward_dtype must be 'f16' or 'f32', got {p['forward_dtype']!r}")
-    for name, low in (("knn", 0), ("knn_blocks", 0), ("n_postings", 0), ("doc_cut", 1), ("min_cluster_size", 1),
-                      ("query_cut", 1), ("seed", None)):
+    for name, low in _INTEGERS.items():
         value = p[name]
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or (low is not None and value < low):
             raise ValueError(f"{name} must be an integer" + (f" >= {low}" if low is not None else "") +
                              f", got {value!r}")
-    # Fractions of a list (centroids) and of a summary's mass (energy): (0, 1]; the others finite and positive.
-    for name, low, high in (("centroid_fraction", 0.0, 1.0), ("summary_energy", 0.0, 1.0),
-                            ("max_fraction", 0.0, math.inf), ("heap_factor", None, math.inf)):
+    for name, (bound, ok) in _NUMBERS.items():
         value = p[name]
-        ok = isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool) \
-            and math.isfinite(value) and (value > low if low is not None else value >= 0) and value <= high
-        if not ok:
-            bound = f"in (0, {high:g}]" if high != math.inf and low is not None else \
-                ("finite and > 0" if low is not None else "finite and >= 0")
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+                or not math.isfinite(value) or not ok(value):
             raise ValueError(f"{name} must be a number {bound}, got {value!r}")
     return p
 
@@ -104,7 +110,7 @@ def build_arrays(v, p: SeismicBuildParams, threads: int | None, progress: bool) 
     timings = {}
     bar = tqdm(total=4 if p.knn else 3, desc="seismic build", unit="phase", disable=not progress)
     old_threads = numba.get_num_threads()
-    numba.set_num_threads(max(1, min(threads or numba.config.NUMBA_NUM_THREADS, numba.config.NUMBA_NUM_THREADS)))
+    numba.set_num_threads(resolve_threads(threads))
     try:
         t0 = time.perf_counter()
         list_ptr, list_docs = prune(v, p)

@@ -26,10 +26,10 @@ from ..atomic import write_json
 from ..errors import IndexError_
 from ..layout import MANIFEST
 
+# The manifest's format tag. Each index type versions its own layout
+# (``BaseIndex.FORMAT_VERSION``), so a change to one type's files never
+# forces rebuilding another type's.
 FORMAT = "lsr-index"
-# Each index type versions its own layout (``BaseIndex.FORMAT_VERSION``), so
-# a change to one type's files never forces rebuilding another type's.
-
 
 
 def sha256_file(path: Path, chunk: int = 1 << 22) -> str:

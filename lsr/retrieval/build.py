@@ -60,9 +60,7 @@ def build_index(dataset: str | Dataset, model: str | None, output, index_type: s
         from ..index.dense import DTYPES
         if dense_dtype not in DTYPES:
             raise IndexError_(f"dense dtype {dense_dtype!r}; choose from {', '.join(DTYPES)}")
-        kind = resolve_model(dense).kind
-        if kind not in (None, "dense"):
-            raise ModelError(f"--dense {dense!r} is a {kind} model, not a dense bi-encoder (e.g. minilm)")
+        resolve_model(dense, expect="dense", role="--dense")
 
     if bm25 is None:
         from ..encoders.bm25 import is_bm25_name

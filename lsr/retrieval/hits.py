@@ -1,9 +1,12 @@
-"""Hits: what every search front door returns (Searcher, HybridSearcher, Retriever)."""
+"""Hits: what every search front door returns (Searcher, HybridSearcher, Retriever), and the request
+check they all make."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from ..errors import QueryError
 
 
 @dataclass
@@ -49,3 +52,11 @@ def hits_for(doc_ids, docstore, numbers, scores) -> list[list[Hit]]:
                                 d["metadata"] if d else {}))
         out.append(hits)
     return out
+
+
+def check_request(texts, k) -> None:
+    """What every front door refuses before any work: one string where a list belongs, or k < 1."""
+    if isinstance(texts, str):
+        raise QueryError("batch_search takes a list of queries; use search() for one")
+    if not isinstance(k, (int, np.integer)) or k < 1:
+        raise QueryError(f"k must be an integer >= 1, got {k!r}")

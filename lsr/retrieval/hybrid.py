@@ -27,7 +27,7 @@ from .. import layout
 from ..atomic import write_json
 from ..errors import IndexError_, ParameterError, QueryError
 from .fusion import METHODS, NORMS, fuse
-from .hits import Hit
+from .hits import Hit, check_request, hits_for
 from .prf import PRF, sparse_rocchio, vector_prf
 
 LISTS = ("sparse", "dense", "bm25")
@@ -142,12 +142,16 @@ class HybridSearcher:
     """
 
     def __init__(self, index_dir, config: HybridConfig | None = None, verify: bool = True, **search_params):
-        from ..index import params as index_params
         from .searcher import Searcher
         self.index_dir = Path(index_dir)
         self.main = Searcher(self.index_dir, verify=verify)
-        self.config = config or self.stored_config(self.index_dir) or recommended(self.available())
-        index_params.check(search_params, type(self.main.index).SEARCH_PARAMS, f"{self.main.index.index_type} search")
+        if config is None:
+            config = self.stored_config(self.index_dir)
+        if config is None:
+            require_lists_to_fuse(self.index_dir)
+            config = recommended(self.available())
+        self.config = config
+        type(self.main.index).check_search_params(search_params)
         if search_params and "sparse" not in self.config.lists:
             raise ParameterError(f"search parameters {', '.join(search_params)} apply to the sparse list, which this "
                                  f"hybrid search does not fuse (lists: {', '.join(self.config.lists)})")
@@ -240,8 +244,7 @@ class HybridSearcher:
         return self._search(texts, k, where)[:2]
 
     def _search(self, texts, k, where):
-        from .searcher import _check_request
-        _check_request(texts, k)
+        check_request(texts, k)
         allowed = self.main.allowed(where)
         reps = self.encode(texts)
         return self._combine(reps, self.first_round(reps, allowed=allowed), k, allowed=allowed)
@@ -253,7 +256,6 @@ class HybridSearcher:
 
     def batch_search(self, texts: Sequence[str], k: int = 10, where: dict | None = None) -> list[list[Hit]]:
         """Hits for each query, best fused score first, each with its lists' raw scores (``list_scores``)."""
-        from .hits import hits_for
         docs, scores, lists = self._search(texts, k, where)
         hits = hits_for(self.main.index.doc_ids, self.main.docstore, docs, scores)
         for qi, row in enumerate(hits):
@@ -274,6 +276,14 @@ def _top(result, k: int):
     pad = k - docs.shape[1]
     return (np.concatenate([docs, np.full((len(docs), pad), -1, docs.dtype)], 1),
             np.concatenate([scores, np.full((len(docs), pad), -np.inf, np.float32)], 1))
+
+
+def require_lists_to_fuse(index_dir) -> None:
+    """Refuse a default hybrid search over an index whose only list is its sparse one: a one-list
+    "fusion" would search it with rescaled scores and call that hybrid."""
+    if available_lists(index_dir) == ("sparse",):
+        raise IndexError_(f"{index_dir} has no dense or BM25 list to fuse with its sparse one (build it with "
+                          "`lsr index ... --dense minilm` or `--bm25`)")
 
 
 def available_lists(index_dir) -> tuple:
@@ -333,9 +343,8 @@ def config_from_options(index_dir, hybrid: bool = False, lists: Sequence[str] | 
     feedback = {key: value for key, value in feedback.items() if value is not None}
     if not (hybrid or lists or fusion or norm or weights or feedback or (prf and prf != "none")):
         return None
-    if hybrid and not lists and available_lists(index_dir) == ("sparse",):
-        raise ParameterError(f"{index_dir} has no dense or BM25 list to fuse with its sparse one (build it with "
-                             "`lsr index ... --dense minilm` or `--bm25`)")
+    if hybrid and not lists:
+        require_lists_to_fuse(index_dir)
     base = HybridSearcher.stored_config(index_dir) or recommended(available_lists(index_dir))
     settings = base.to_json()
     if lists or not hybrid:

@@ -16,8 +16,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from ..errors import IndexError_, QueryError
-from .hits import Hit
+from ..errors import QueryError
+from .hits import Hit, check_request
 
 MODES = ("sparse", "hybrid", "dense")
 
@@ -26,25 +26,19 @@ class Retriever:
     """Search one index directory: its sparse list, its dense list, or the hybrid of its lists."""
 
     def __init__(self, index_dir, mode: str | None = None, config=None, verify: bool = False, **search_params):
-        from .. import layout
-        from ..index import params as index_params
         from .searcher import Searcher
         mode = mode or ("hybrid" if config is not None else "sparse")
         if mode not in MODES:
             raise ValueError(f"mode {mode!r}; choose from {', '.join(MODES)}")
         if config is not None and mode != "hybrid":  # a config says what to fuse: only hybrid mode fuses
             raise ValueError(f"config applies to mode='hybrid', not mode={mode!r}")
-        if mode == "hybrid" and config is None and not (layout.has_dense(index_dir) or layout.has_lexical(index_dir)):
-            raise IndexError_(f"{index_dir} has no dense or BM25 list to fuse with its sparse one (build it with "
-                              "`lsr index ... --dense minilm` or `--bm25`); use mode='sparse'")
         self.index_dir = Path(index_dir)
         self.mode = mode
         # The index type's search parameters (seismic: query_cut, heap_factor, knn), checked now, not at the first query.
         self.search_params = search_params
         if mode == "sparse" and config is None:
             self._searcher = Searcher(self.index_dir, verify=verify)
-            index_params.check(search_params, type(self._searcher.index).SEARCH_PARAMS,
-                               f"{self._searcher.index.index_type} search")
+            type(self._searcher.index).check_search_params(search_params)
             self._hybrid = None
         else:
             from .hybrid import HybridConfig, HybridSearcher
@@ -103,10 +97,7 @@ class Retriever:
         filter is applied inside the index scan, so the hits are the best k
         matching documents.
         """
-        if isinstance(queries, str):
-            raise QueryError("batch_search takes a list of queries; use search() for one")
-        if not isinstance(k, int) or k < 1:
-            raise QueryError(f"k must be an integer >= 1, got {k!r}")
+        check_request(queries, k)
         if not queries:
             return []
         if self._hybrid is not None:
@@ -115,8 +106,7 @@ class Retriever:
 
     def batch_search_ids(self, queries: Sequence[str], k: int = 10, where: dict | None = None):
         """(doc_ids, scores) arrays of shape (n_queries, k) (empty slots '' / -inf), for runs and evaluation."""
-        if isinstance(queries, str):
-            raise QueryError("batch_search_ids takes a list of queries")
+        check_request(queries, k)
         if self._hybrid is not None:
             return self._hybrid.batch_search_ids(list(queries), k, where)
         return self._searcher.batch_search_ids(list(queries), k, where, **self.search_params)

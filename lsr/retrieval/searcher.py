@@ -10,15 +10,7 @@ import numpy as np
 from .. import layout
 from ..errors import ModelError, QueryError
 from ..index import DocStore, load_index
-from .hits import Hit, hits_for
-
-
-def _check_request(texts, k) -> None:
-    """What every front door refuses before any work: one string where a list belongs, or k < 1."""
-    if isinstance(texts, str):
-        raise QueryError("batch_search takes a list of queries; use search() for one")
-    if not isinstance(k, (int, np.integer)) or k < 1:
-        raise QueryError(f"k must be an integer >= 1, got {k!r}")
+from .hits import Hit, check_request, hits_for
 
 
 class Searcher:
@@ -100,7 +92,7 @@ class Searcher:
         take raises :class:`lsr.errors.ParameterError`. ``where`` filters on
         metadata (:mod:`lsr.index.filters`) inside the scan.
         """
-        _check_request(texts, k)
+        check_request(texts, k)
         allowed = self.allowed(where)  # a bad filter fails before the model loads
         return self.index.search_numbers(self.encode_queries(texts), k, threads=threads, allowed=allowed, **params)
 
