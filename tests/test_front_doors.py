@@ -142,3 +142,22 @@ def test_search_run_and_json_are_one_or_the_other(med_indexes, tmp_path):
     res = CliRunner().invoke(app, ["search", str(med_indexes["exact"]), "--queries", str(queries),
                                    "--run", str(tmp_path / "run.txt"), "--json"])
     assert res.exit_code == 2 and "choose one" in res.output and not (tmp_path / "run.txt").exists()
+
+
+def test_options_fixed_at_encoding_time_are_refused_for_an_encoded_folder(med_indexes, tmp_path):
+    from lsr.retrieval import build_index
+    vectors = med_indexes["exact"] / "vectors"  # a folder written by the encoder (encode.json, shards)
+    with pytest.raises(ParameterError, match=r"max_length, split cannot apply: .*vectors is already encoded"):
+        build_index(vectors, None, tmp_path / "idx", max_length=64, split="test", progress=False)
+    assert not (tmp_path / "idx").exists()
+
+
+def test_tune_seismic_refuses_no_queries_and_an_empty_sample(med_indexes):
+    from lsr.errors import DataError, IndexError_
+    from lsr.retrieval.tune import tune_seismic
+    with pytest.raises(DataError, match="no queries in the given queries"):
+        tune_seismic(med_indexes["seismic"], ["  "], store=False)
+    with pytest.raises(DataError, match="sample must be >= 1, got 0"):
+        tune_seismic(med_indexes["seismic"], ["blood glucose"], sample=0, store=False)
+    with pytest.raises(IndexError_, match="is an 'exact' index; tune applies to seismic indexes"):
+        tune_seismic(med_indexes["exact"], ["blood glucose"], store=False)
