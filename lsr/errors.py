@@ -33,4 +33,22 @@ class ParameterError(LsrError, TypeError):
     """An unknown or ill-typed build / search parameter (a TypeError too, as Python raises for a bad keyword)."""
 
 
+def brief(text, limit: int = 200) -> str:
+    """The first line of ``text`` (another library's error, shown inside an lsr message), at most about
+    ``limit`` characters: when longer, cut at a word boundary before any quote the cut would leave open,
+    and marked with "…". A message is never cut mid-quote or mid-word."""
+    lines = str(text).strip().splitlines()
+    line = lines[0].strip() if lines else ""
+    if len(line) <= limit:
+        return line
+    cut = line[:limit]
+    while True:  # back up to before the last unbalanced quote, until every quote kind is balanced
+        open_at = [cut.rindex(q) for q in ("'", '"', "`") if cut.count(q) % 2]
+        if not open_at:
+            break
+        cut = cut[:max(open_at)]
+    cut = cut.rsplit(" ", 1)[0] if " " in cut else cut
+    return cut.rstrip(" ,;:([{") + " …"
+
+
 __all__ = ["LsrError", "DataError", "ModelError", "IndexError_", "IndexFormatError", "QueryError", "ParameterError"]

@@ -38,6 +38,7 @@ DENSE_EMBEDDINGS = "embeddings.npy"
 DENSE_SCALE = "scale.npy"  # int8 storage only
 LEXICAL_DIR = "lexical"
 HYBRID_SETTINGS = "hybrid.json"
+MODEL_SETTINGS = "lsr_model.json"  # inside a model folder lsr saved: {"max_length": N} it was trained/built for
 PARTIAL_SUFFIX = ".partial"  # INDEX.partial/vectors: encoding in progress, resumed by the next `lsr index`
 
 

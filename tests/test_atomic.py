@@ -66,3 +66,24 @@ def test_atomic_dir_refuses_an_existing_target_and_keeps_it_on_failure(tmp_path)
             raise KeyboardInterrupt
     assert (target / "weights").read_text() == "v1"
     assert sorted(x.name for x in tmp_path.iterdir()) == ["model"]
+
+
+def test_atomic_restates_the_index_names_it_checks():
+    # atomic is a foundation module (imports nothing of lsr but errors), so it restates these two
+    from lsr import atomic, layout
+    assert atomic.MANIFEST == layout.MANIFEST and atomic.INDEX_FORMAT == storage.FORMAT
+
+
+def test_overwrite_replaces_any_folder_unless_told_what_it_replaces(tmp_path):
+    # model folders and caches (lsr compose, the GGUF conversion) replace what they wrote before;
+    # index writers pass replaces="lsr-index" and never delete anything else
+    target = tmp_path / "model"
+    target.mkdir()
+    (target / "weights").write_text("v1")
+    with atomic_dir(target, overwrite=True) as tmp:
+        (tmp / "weights").write_text("v2")
+    assert (target / "weights").read_text() == "v2"
+    with pytest.raises(IndexError_, match="model is a folder but not an lsr index"):
+        with atomic_dir(target, overwrite=True, error=IndexError_, replaces="lsr-index"):
+            pass
+    assert (target / "weights").read_text() == "v2" and sorted(x.name for x in tmp_path.iterdir()) == ["model"]

@@ -27,7 +27,10 @@ def tiny_index(tmp_path_factory):
 
 def test_index_records_model_and_docstore(tiny_index):
     manifest = json.loads((tiny_index / "manifest.json").read_text())
-    assert manifest["encoder"] == {"name": "splade-tiny", "kind": "splade", "max_length": 256}
+    enc = manifest["encoder"]
+    assert enc["fingerprint"].startswith("xxh3_128:")  # the model's files, so another model under the name is caught
+    assert {k: v for k, v in enc.items() if k != "fingerprint"} == {"name": "splade-tiny", "kind": "splade",
+                                                                   "max_length": 256}
     assert manifest["index_type"] == "seismic" and manifest["counts"]["docs"] == 4
     assert (tiny_index / "docs.parquet").exists() and (tiny_index / "vectors").is_dir()
     assert not (tiny_index.parent / "tiny.partial").exists()
@@ -261,7 +264,7 @@ def test_k_long_form_works(tiny_index, tmp_path):
     hits = json.loads(run("search", tiny_index, "bones", "--k", "1", "--json").stdout)["hits"]
     assert len(hits) == 1
     res = run("eval", tiny_index, f / "tiny_corpus.jsonl", "--queries", f / "tiny_queries.jsonl",
-              "--qrels", f / "tiny_qrels.tsv", "--json", "--metrics", "RR@10", "--k", "2", "--run", tmp_path / "r")
+              "--qrels", f / "tiny_qrels.tsv", "--json", "--metrics", "RR@2", "--k", "2", "--run", tmp_path / "r")
     assert res.exit_code == 0, res.output
     per_query = [line.split()[0] for line in (tmp_path / "r").read_text().splitlines()]
     assert per_query.count("q1") <= 2 and per_query.count("q2") <= 2

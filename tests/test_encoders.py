@@ -96,7 +96,7 @@ def test_encode_refuses_other_settings(splade_tiny, tmp_path, fixtures_dir):
     from lsr.encoders.shards import encode_corpus
     ds = load_dataset(fixtures_dir / "tiny_corpus.jsonl")
     encode_corpus(ds, splade_tiny, tmp_path / "v", shard_size=2, progress=False)
-    with pytest.raises(DataError, match="encoded with other settings .*shard_size"):
+    with pytest.raises(DataError, match=r"encoded from other content or settings \(shard_size \(2 vs 3\)"):
         encode_corpus(ds, splade_tiny, tmp_path / "v", shard_size=3, progress=False)
     meta = json.loads((tmp_path / "v" / "encode.json").read_text())
     assert meta["complete"] and meta["docs"] == 4 and meta["model"] == "splade-tiny"

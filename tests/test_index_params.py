@@ -106,7 +106,9 @@ def test_seismic_build_params_are_the_documented_defaults():
     assert build == {**BUILD_DEFAULTS, **SEARCH_DEFAULTS}
     assert SEARCH_DEFAULTS == {"query_cut": 10, "heap_factor": 0.8}
     index = SeismicIndex.build(DOCS)
-    assert index.params == {**BUILD_DEFAULTS, **SEARCH_DEFAULTS, **default_build_params(DOCS.shape[0])}
+    # forward_dtype unset (auto) is settled by the build and recorded with its reason (tests/test_values.py)
+    assert index.params == {**BUILD_DEFAULTS, **SEARCH_DEFAULTS, **default_build_params(DOCS.shape[0]),
+                            "forward_dtype": "f16", "forward_dtype_reason": "auto: every weight is representable in float16"}
     with pytest.raises(FrozenInstanceError):
         SeismicIndex.BUILD_PARAMS().seed = 1
 

@@ -6,6 +6,7 @@ import scipy.sparse as sp
 
 from lsr.errors import IndexError_, QueryError
 from lsr.index import ExactIndex, SeismicIndex, load_index
+from lsr.index.storage import manifest_checksum
 from lsr.sparse import SparseVectors, Vocabulary, as_sparse_vectors
 
 
@@ -86,14 +87,11 @@ def test_build_parameters_recorded_and_validated(tmp_path):
 
 def test_array_sizes_checked_on_load(tmp_path):
     """Corruption that keeps the manifest consistent (sizes and checksums) is still refused."""
-    from lsr.index.storage import save_array, sha256_file
+    from lsr.index.storage import save_array, update_manifest
     SeismicIndex.build(DOCS).save(tmp_path / "s")
     off = np.load(tmp_path / "s" / "dir_off.npy")
     save_array(tmp_path / "s", "dir_off", off[:-1])
-    path = tmp_path / "s" / "dir_off.npy"
-    m = json.loads((tmp_path / "s" / "manifest.json").read_text())
-    m["files"]["dir_off.npy"] = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
-    (tmp_path / "s" / "manifest.json").write_text(json.dumps(m))
+    update_manifest(tmp_path / "s", {}, files=("dir_off.npy",))  # the manifest re-signed: consistent, but wrong
     with pytest.raises(IndexError_, match="array sizes disagree with each other \\(corrupt index\\)"):
         load_index(tmp_path / "s")
 
@@ -152,7 +150,7 @@ def test_single_query_search_matches_batch_and_checks_its_input():
     assert list(idx.search(q[:1], 5)[0]) == list(idx.search(q[:1], 5, query_cut=1, heap_factor=0.9)[0])
     with pytest.raises(ValueError, match="heap_factor must be a finite number"):
         idx.search(q[:1], 5, heap_factor=float("nan"))
-    with pytest.raises(ValueError, match="k must be >= 1"):
+    with pytest.raises(QueryError, match="k must be an integer >= 1, got 0"):
         idx.search(q[:1], 0)
     with pytest.raises(QueryError, match="dimension 401, the index has 400"):
         idx.search(SparseVectors([0, 1], [400], [1.0], Vocabulary(401)), 5)
@@ -319,6 +317,7 @@ def test_knn_graph_saved_and_version_2_index_loads_without_one(tmp_path):
     manifest["format_version"] = 2
     del manifest["files"]["knn_nbrs.npy"]
     manifest["params"].pop("knn"), manifest["params"].pop("knn_blocks")
+    manifest["checksum"] = manifest_checksum(manifest)  # as a version-2 lsr would have written it
     manifest_path.write_text(json.dumps(manifest))
     (tmp_path / "v2" / "knn_nbrs.npy").unlink()
     old = load_index(tmp_path / "v2")

@@ -320,6 +320,9 @@ eval_steps = 1
     assert summary["dev_history"] and 0 <= summary["dev_history"][-1]["dev_ndcg@10"] <= 1
     assert (out / "idf.npy").exists() and (out / "teachers").is_dir()
     mined = (out / "examples.parquet").stat().st_mtime_ns
+    # the saved model records its max length (the default of `lsr index --model RUN/model`)
+    from lsr.encoders.splade import recorded_max_length
+    assert recorded_max_length(out / "model") == 32
     # the saved model loads by path through lsr and gives the trained model's encodings
     enc = load_encoder(str(out / "model"), max_length=32)
     from lsr.encoders.splade import load_sparse_encoder

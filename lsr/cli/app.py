@@ -4,8 +4,8 @@ Contract (scripts outside the repo rely on these forms):
   lsr index DATASET --model NAME --output DIR [--index-type seismic|exact]
   lsr search INDEX "text" [-k 10] [--json]
   lsr eval INDEX DATASET [--metrics ...] [--json]
-Errors print one ``error: ...`` line on stderr and exit with status 1;
-usage mistakes exit with 2 (typer's convention).
+Errors print one ``error: ...`` line on stderr and exit with status 1 (a number out of its range
+too); usage mistakes (a missing argument, an unknown option) exit with 2 (typer's convention).
 
 This module holds the typer app, error handling, ``--version`` and ``-h``;
 the commands live by group in :mod:`.search` (search, eval, ask),
@@ -23,7 +23,7 @@ import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from ..errors import LsrError
-from . import build, search, train, tune
+from . import build, check, search, train, tune
 from .options import flag
 
 
@@ -49,7 +49,17 @@ class _PlainHelp:
 
 
 class Command(_PlainHelp, TyperCommand):
-    pass
+    def make_context(self, info_name, args, parent=None, **extra):
+        """A number out of its range (``-k 0``, ``--step 2``) is a bad value, not a usage mistake: one
+        ``error:`` line and exit 1, as every other bad argument (the help still shows the range)."""
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except typer.BadParameter as e:
+            if e.param is None or (getattr(e.param, "min", None) is None and getattr(e.param, "max", None) is None):
+                raise
+            name = "/".join(e.param.opts)
+            typer.echo(f"error: {name}: {e.message}", err=True)
+            raise typer.Exit(1) from None
 
 
 class Group(_PlainHelp, TyperGroup):
@@ -133,7 +143,8 @@ def handle_errors(fn):
 
 for _panel, _commands in (
         ("Search", {"search": search.search, "eval": search.eval_, "ask": search.ask}),
-        ("Build", {"index": build.index, "encode": build.encode, "compose": build.compose, "models": build.models}),
+        ("Build", {"index": build.index, "encode": build.encode, "compose": build.compose, "models": build.models,
+                   "check": check.check}),
         ("Tune and train", {"tune": tune.tune, "tune-hybrid": tune.tune_hybrid, "train": train.train})):
     for _name, _fn in _commands.items():
         app.command(name=_name, cls=Command, rich_help_panel=_panel)(handle_errors(_fn))

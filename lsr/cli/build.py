@@ -19,7 +19,9 @@ def encode(
     model: Annotated[str, typer.Option("--model", "-m", metavar="NAME", help="bundled name (splade-tiny), HF id "
                                        "or local folder")],
     output: Annotated[Path, typer.Option("--output", "-o", metavar="DIR", help="folder for the Parquet shards")],
-    max_length: MaxLength = 256,
+    max_length: Annotated[Optional[int], typer.Option(
+        "--max-length", min=1, metavar="N", help="tokens per document (default: the one a model from `lsr train` "
+        "records, else 256)")] = None,
     batch_size: BatchSize = 32,
     shard_size: Annotated[int, typer.Option("--shard-size", min=1, metavar="N",
                                             help="documents per shard file")] = 10000,
@@ -33,8 +35,12 @@ def encode(
     from ..data import load_dataset
     from ..encoders import load_encoder
     from ..encoders.shards import encode_corpus
+    from ..errors import DataError
+    from ..retrieval.build import recorded_model_max_length, refuse_overlap, stored_model_name
+    refuse_overlap(output, dataset, DataError, option="--output")
     ds = load_dataset(dataset, split=split)
-    enc = load_encoder(model, max_length=max_length, batch_size=batch_size)
+    model = stored_model_name(model)  # its settings name the folder, not a path relative to this directory
+    enc = load_encoder(model, max_length=max_length or recorded_model_max_length(model) or 256, batch_size=batch_size)
     shards = encode_corpus(ds, enc, output, shard_size=shard_size, progress=not quiet, dataset_name=dataset)
     note(f"wrote {len(shards)} shard(s) to {output}")
 
@@ -46,7 +52,8 @@ def index(
     index_type: Annotated[str, typer.Option("--index-type", metavar="seismic|exact", help="seismic (approximate, "
                                             "fast) or exact")] = "seismic",
     max_length: Annotated[Optional[int], typer.Option(
-        "--max-length", min=1, metavar="N", help="tokens per document for a neural model (default 256)")] = None,
+        "--max-length", min=1, metavar="N", help="tokens per document for a neural model (default: the one a "
+        "model from `lsr train` records, else 256)")] = None,
     batch_size: Annotated[Optional[int], typer.Option(
         "--batch-size", min=1, metavar="N", help="texts per forward pass for a neural model (default 32)")] = None,
     split: Split = None,

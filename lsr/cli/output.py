@@ -1,5 +1,6 @@
 """What the commands print: notes on stderr, hits as JSON or as a table, TREC runs."""
 import json
+import math
 from typing import Optional, Sequence
 
 import typer
@@ -41,7 +42,26 @@ def hit_json(hit, text: bool = False, fields: Optional[Sequence[str]] = None) ->
 
 
 def print_json(obj) -> None:
-    typer.echo(json.dumps(obj))
+    """``obj`` as one line of strict JSON: a non-finite number (``Infinity``, ``NaN``: no JSON reader takes
+    them) is an error naming it, never printed."""
+    try:
+        typer.echo(json.dumps(obj, allow_nan=False))
+    except ValueError:
+        from ..errors import IndexError_
+        raise IndexError_(f"cannot print {_non_finite(obj) or 'a value'} as JSON: it is not a finite number "
+                       "(the index holds an out-of-range score; `lsr check INDEX` verifies it)") from None
+
+
+def _non_finite(obj, path: str = "") -> Optional[str]:
+    """Where in ``obj`` the first non-finite float sits (``hits[0].score = inf``), or None."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return f"{path or 'value'} = {obj}"
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, (list, tuple)) else ()
+    for key, value in items:
+        found = _non_finite(value, f"{path}.{key}" if isinstance(key, str) else f"{path}[{key}]")
+        if found:
+            return found.lstrip(".")
+    return None
 
 
 def _cell(value, width: int) -> str:
@@ -55,7 +75,8 @@ def _cell(value, width: int) -> str:
     return s if len(s) <= width else s[:width - 1] + "…"
 
 
-def print_hits(query: str, hits, fields: Optional[Sequence[str]] = None, text: bool = False) -> None:
+def print_hits(query: str, hits, fields: Optional[Sequence[str]] = None, text: bool = False,
+               filtered: bool = False) -> None:
     """Hits as a table as wide as the terminal: rank, score, doc id, title (or title and text with
     ``text``), then one column per requested metadata field."""
     from rich.console import Console
@@ -81,3 +102,5 @@ def print_hits(query: str, hits, fields: Optional[Sequence[str]] = None, text: b
         meta = [_cell(h.metadata.get(f), w) for f, w in zip(fields, meta_w)]
         table.add_row(str(rank), f"{h.score:.3f}", h.doc_id, _cell(shown, title_w), *meta)
     console.print(table)
+    if not hits:  # the empty table alone would not say why: say so (stderr; stdout stays the table)
+        note("no hits: no document matches the query" + (" and the filter" if filtered else ""))

@@ -124,7 +124,7 @@ def search(
     if as_json:
         print_json({"hits": [hit_json(h, text, fields) for h in hits]})
         return
-    print_hits(query, hits, fields, text)
+    print_hits(query, hits, fields, text, filtered=where_ is not None)
 
 
 def _search_batch(front, call: dict, batch, k: int, where, run: Optional[Path], as_json: bool, text: bool,
@@ -164,8 +164,11 @@ def eval_(
     metrics: Annotated[Optional[list[str]], typer.Option(
         "--metrics", metavar="NAME,...", help="ir-measures names (default nDCG@10 R@100 RR@10)")] = None,
     as_json: Annotated[bool, flag("--json", help='print {"nDCG@10": ..., ...}')] = False,
-    k: Annotated[Optional[int], k_option("hits per query (default: the largest metric cutoff + 1)")] = None,
-    run: Annotated[Optional[Path], typer.Option("--run", metavar="OUT", help="also write a TREC run file")] = None,
+    depth: Annotated[int, typer.Option(
+        "--depth", "-k", "--k", min=1, metavar="N", help="hits searched per query (-k is the same option); every "
+        "metric is computed on this one run, and a cutoff deeper than N is refused")] = 1000,
+    run: Annotated[Optional[Path], typer.Option("--run", metavar="OUT", help="also write the TREC run (depth hits "
+                                                "per query)")] = None,
     queries: Annotated[Optional[Path], typer.Option("--queries", metavar="FILE", help="queries file (JSONL/TSV) "
                                                     "instead of the dataset's")] = None,
     qrels: Annotated[Optional[Path], typer.Option("--qrels", metavar="FILE", help="qrels file (BEIR TSV or TREC) "
@@ -190,19 +193,30 @@ def eval_(
 ):
     """Evaluate an index on a dataset's judged queries (BEIR conventions).
 
+    Every judged query is searched --depth hits deep (default 1000, the TREC/BEIR convention) and every
+    metric is computed on that one run, so nDCG@10 is the same alone or next to R@100. A warning says when
+    fewer than half of the judged documents are in the index (qrels of another corpus).
+
     [b]Example[/b]: lsr eval indexes/scifact beir/scifact/test --metrics nDCG@10 --metrics R@100
     """
+    import warnings
+
     from ..data import load_dataset
     from ..eval import evaluate_index, parse_metrics
+    from ..eval.run import QrelsCoverageWarning, check_depth
     names = [m for spec in (metrics or []) for m in spec.replace(",", " ").split()] or None
     measures = parse_metrics(names)  # fail on a bad metric before any work
+    check_depth(measures, depth, "--depth")
     params = seismic_params(query_cut, heap_factor, knn)
     check_seismic_options(index_dir, params)
     config = hybrid_config(index_dir, hybrid, lists, fusion, norm, weights, prf, fb_docs, fb_terms, prf_beta)
     front, _, call = _open(index_dir, config, params)
     ds = load_dataset(dataset, split=split, queries=queries, qrels=qrels)
-    results = evaluate_index(front, ds, measures, k=k, run_path=run, progress=not (quiet or as_json),
-                             drop_self=not keep_self_hits, **call)
+    with warnings.catch_warnings():  # a warning (qrels of another corpus) as a `warning:` line, when it happens
+        warnings.simplefilter("always", QrelsCoverageWarning)
+        warnings.showwarning = lambda message, *_: warn(str(message))
+        results = evaluate_index(front, ds, measures, depth=depth, run_path=run, progress=not (quiet or as_json),
+                                 drop_self=not keep_self_hits, **call)
     if as_json:
         print_json(results)
         return

@@ -5,7 +5,7 @@ from typing import Annotated
 import typer
 
 from .options import IndexDir, Quiet, Split, flag, k_option, split_list
-from .output import note, print_json
+from .output import print_json
 
 DryRun = Annotated[bool, flag("--dry-run", help="measure and report, but do not store")]
 
@@ -62,6 +62,7 @@ def tune_hybrid(
 ):
     """Tune hybrid fusion (method, normalisation, weights) on judged queries and store
     the best as the index's default for `lsr search --hybrid` / `lsr eval --hybrid`.
+    A BEIR folder is tuned on its dev split, else train (--split picks another; never test).
 
     [b]Example[/b]: lsr tune-hybrid indexes/scifact --queries beir/scifact/train
     """
@@ -69,10 +70,11 @@ def tune_hybrid(
     names = split_list(lists) or []
     best, table, path = run_tuning(index_dir, queries, names, metric=metric, step=step, split=split,
                                    store=not dry_run, progress=not (quiet or as_json))
-    if path is not None:
-        note(f"stored {best.fusion}/{best.norm} weights {list(best.weights)} for {names} in {path}")
     if as_json:
-        print_json({"best": best.to_json(), "grid": table})
+        print_json({"best": best.to_json(), "grid": table, "stored": str(path) if path is not None else None})
         return
-    typer.echo(f"best {metric} {best.tuned_on['value']:.4f}: fusion {best.fusion}, norm {best.norm}, "
-               f"weights {dict(zip(names, best.weights))}")
+    # The result and where it went: the command's output, on stdout (stderr is for warnings and errors).
+    typer.echo(f"best {metric} {best.tuned_on['value']:.4f} on {best.tuned_on['dataset']} ({best.tuned_on['queries']} "
+               f"queries): fusion {best.fusion}, norm {best.norm}, weights {dict(zip(names, best.weights))}")
+    typer.echo(f"stored as the hybrid default of {index_dir} ({path})" if path is not None
+               else "not stored (--dry-run)")

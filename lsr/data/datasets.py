@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Iterator
 
-from ..errors import DataError
+from ..errors import DataError, brief
 from .files import count_records, iter_docs_file, iter_queries_file, read_qrels_file
 from .records import Doc, Qrels, Query
 
@@ -50,7 +50,7 @@ class IrDatasetsDataset(Dataset):
     def _fetch_error(self, what: str, e: OSError) -> DataError:
         # ir_datasets downloads on first use; offline, that surfaces as a
         # requests/urllib error (both OSError) deep inside its iterators.
-        detail = str(e).splitlines()[0][:200] if str(e) else ""
+        detail = brief(e)
         return DataError(f"ir_datasets could not fetch the {what} of {self.name!r} ({type(e).__name__}: {detail}). "
                          "It downloads a dataset on first use: check the network, or point IR_DATASETS_HOME at "
                          "a folder that already holds it")
@@ -196,10 +196,10 @@ def load_dataset(spec: str | os.PathLike, split: str | None = None, queries=None
         ds = FileDataset(path)
     else:
         if split is not None:
-            raise DataError("--split applies to BEIR folders; for ir_datasets put the split in the id "
+            raise DataError("a split applies to BEIR folders; for ir_datasets put the split in the id "
                             f"(e.g. {spec}/{split})")
         if os.sep in str(spec) and str(spec).startswith((".", "/", "~")):
-            raise DataError(f"dataset path not found: {path}")
+            raise DataError(f"dataset path not found: {path}{_nearest_folder(path)}")
         ds = _load_ir_datasets(str(spec))
     return _Override(ds, q, r) if (q or r) else ds
 
@@ -210,5 +210,36 @@ def _load_ir_datasets(dataset_id: str) -> Dataset:
     except ImportError:  # pragma: no cover - a hard dependency
         raise DataError("ir_datasets is not installed") from None
     if dataset_id not in ir_datasets.registry:
-        raise DataError(f"dataset {dataset_id!r} is neither an existing path nor a known ir_datasets id")
+        raise DataError(f"dataset {dataset_id!r} is neither an existing path nor a known ir_datasets id"
+                        f"{_nearest_id(dataset_id, list(ir_datasets.registry))}")
     return IrDatasetsDataset(dataset_id)
+
+
+def _did_you_mean(close: list[str]) -> str:
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _nearest_id(dataset_id: str, ids: list[str]) -> str:
+    """A near miss among the ir_datasets ids (beir/scifct/test -> beir/scifact/test), or among the BEIR
+    folders of the shared data folder ($LSR_SHARED_DATA/beir/NAME: give the path)."""
+    import difflib
+    close = difflib.get_close_matches(dataset_id, ids, n=1, cutoff=0.8)
+    if close:
+        return _did_you_mean(close)
+    shared = os.environ.get("LSR_SHARED_DATA")
+    beir = Path(shared).expanduser() / "beir" if shared else None
+    folders = {p.name: p for p in beir.iterdir() if p.is_dir()} if beir is not None and beir.is_dir() else {}
+    close = difflib.get_close_matches(dataset_id.rsplit("/", 1)[-1], list(folders), n=1, cutoff=0.8)
+    return _did_you_mean([str(folders[close[0]])] if close else [])
+
+
+def _nearest_folder(path: Path) -> str:
+    """A near miss among the folder's siblings (data/beir/scifct -> data/beir/scifact)."""
+    import difflib
+    parent = path.parent
+    try:
+        names = [p.name for p in parent.iterdir()] if parent.is_dir() else []
+    except OSError:
+        names = []
+    close = difflib.get_close_matches(path.name, names, n=1, cutoff=0.8)
+    return _did_you_mean([str(parent / close[0])] if close else [])

@@ -31,7 +31,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..atomic import atomic_file, write_json
-from ..errors import ModelError
+from ..errors import DataError, ModelError
 from ..layout import BM25_CONFIG as CONFIG
 from ..layout import BM25_DF as DF_FILE
 from ..sparse import SparseVectors, Vocabulary
@@ -117,8 +117,15 @@ class BM25Encoder:
     # ------------------------------------------------------------------ fit
     @classmethod
     def fit(cls, texts: Iterable[str], k1: float = 0.9, b: float = 0.4, stopwords: str | None = "en",
-            stemmer: str | None = "english", query_weights: str = "tf", progress: bool = False) -> BM25Encoder:
-        """Corpus statistics from ``texts`` (one pass; terms in first-seen order)."""
+            stemmer: str | None = "english", query_weights: str = "tf", progress: bool = False,
+            corpus: str = "the corpus") -> BM25Encoder:
+        """Corpus statistics from ``texts`` (one pass; terms in first-seen order).
+
+        ``corpus`` names the texts' source (a dataset id or folder) in the
+        DataError raised when there is nothing to fit on: no document, or
+        no document with an indexable term (every text empty, or only stop
+        words and one-character words).
+        """
         from tqdm.auto import tqdm
         analyzer = Analyzer(stopwords, stemmer)
         ids: dict[str, int] = {}
@@ -134,7 +141,11 @@ class BM25Encoder:
                     df.append(0)
                 df[i] += 1
         if n == 0:
-            raise ValueError("BM25 needs at least one document to fit on")
+            raise DataError(f"{corpus}: no documents; BM25 needs at least one document to fit its statistics on")
+        if not ids:
+            raise DataError(f"{corpus}: none of its {n} documents has an indexable term (BM25 keeps lower-cased "
+                            f"words of two or more characters{', without stop words' if stopwords else ''}); "
+                            "is the corpus's text field empty?")
         return cls(list(ids), np.array(df, dtype=np.int64), n, max(total / n, 1e-9), k1, b, stopwords, stemmer,
                    query_weights)
 

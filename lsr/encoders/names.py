@@ -336,8 +336,17 @@ def _composition(name: str, key: str, spec: Spec) -> ModelName:
 
 
 def unknown_model_message(name: str, reason: str) -> str:
-    return (f"unknown model {name!r}: not a bundled name ({', '.join(sorted(BUNDLED))}), "
-            f"not a local folder, and not available from the Hugging Face hub ({reason[:200]})")
+    from ..errors import brief
+    return (f"unknown model {name!r}{nearest_model(name)}: not a bundled name ({', '.join(sorted(BUNDLED))}), "
+            f"not a local folder, and not available from the Hugging Face hub ({brief(reason)})")
+
+
+def nearest_model(name: str) -> str:
+    """`` (did you mean 'splade-tiny'?)`` for a near miss of a bundled name, an alias or bm25; else ''."""
+    import difflib
+    known = [*BUNDLED, *ALIASES, "bm25"]
+    close = difflib.get_close_matches(str(name).strip().lower(), known, n=1, cutoff=0.75)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _offline() -> bool:
@@ -370,7 +379,8 @@ def check_kind(name: str, kind: str | None, expect: str, role: str = "model") ->
     if kind is None or kind == expect:
         return
     if expect == "splade" and kind == "causal-lm":
-        raise ModelError(f"{role} {name!r} is a causal LM; use it as a sparse encoder with --model echo@{name}")
+        raise ModelError(f"{role} {name!r} is a causal LM; use it as a sparse encoder through the echo composition, "
+                         f"echo@{name}")
     what = {"bm25": "BM25 (statistics fitted on a corpus)", "composition": "a composition (built by lsr)",
             "causal-lm": "a causal LM"}.get(kind, f"a {kind} model")
     raise ModelError(f"{role} {name!r} is {what}, not {_WANTED.get(expect, expect)}")

@@ -28,6 +28,7 @@ compositions of :mod:`.compose`: echo decoder, focusing window budgets).
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -220,6 +221,27 @@ def side_modules(model, side: str) -> list:
     of an inference-free model, else the whole (siamese) stack."""
     mods = list(model)
     return list(mods[0].sub_modules[side]) if is_inference_free(model) else mods
+
+
+def recorded_max_length(path) -> int | None:
+    """The max length a model folder saved by ``lsr train`` / ``lsr compose`` records (None: none recorded),
+    so indexing it reproduces the figures it was selected on without a --max-length."""
+    import json
+
+    from ..layout import MODEL_SETTINGS
+    p = Path(path) / MODEL_SETTINGS
+    try:
+        value = json.loads(p.read_text()).get("max_length")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return int(value) if isinstance(value, int) and value > 0 else None
+
+
+def record_max_length(folder, max_length: int) -> None:
+    """Write the max length a saved model was trained / evaluated with (see :func:`recorded_max_length`)."""
+    from ..atomic import write_json
+    from ..layout import MODEL_SETTINGS
+    write_json(Path(folder) / MODEL_SETTINGS, {"max_length": int(max_length)})
 
 
 def load_sparse_encoder(path, max_length: int = 256, device: str | None = None):

@@ -16,10 +16,15 @@ from ..atomic import atomic_file
 from ..errors import DataError
 
 DEFAULT_METRICS = ("nDCG@10", "R@100", "RR@10")
+# Named in the error for a metric that does not parse (ir-measures knows more).
+KNOWN_METRICS = ("nDCG@10", "R@100", "RR@10", "P@10", "AP", "MAP", "Success@10", "Judged@10", "Bpref")
 Run = dict[str, dict[str, float]]
 
 
 def parse_metrics(metrics: Iterable[str] | str | None):
+    """ir-measures measures from their names; a name that does not parse, or a cutoff that is not a
+    whole number >= 1 (``nDCG@0`` aborts trec_eval's C code, taking the interpreter with it), is a
+    :class:`DataError` naming it."""
     import ir_measures
     if metrics is None:
         metrics = DEFAULT_METRICS
@@ -28,10 +33,34 @@ def parse_metrics(metrics: Iterable[str] | str | None):
     out = []
     for m in metrics:
         try:
-            out.append(ir_measures.parse_measure(m))
+            measure = ir_measures.parse_measure(m)
         except Exception:
-            raise DataError(f"unknown metric {m!r} (any ir-measures name works, e.g. nDCG@10, R@100, RR@10, MAP)") from None
+            raise DataError(f"unknown metric {m!r}{_nearest(m)}: give an ir-measures name such as "
+                            f"{', '.join(KNOWN_METRICS)}, with an optional @cutoff (nDCG@10)") from None
+        cutoff = getattr(measure, "params", {}).get("cutoff")
+        if cutoff is not None and (isinstance(cutoff, bool) or not isinstance(cutoff, int) or cutoff < 1):
+            raise DataError(f"metric {m!r}: the cutoff after @ must be a whole number >= 1 (e.g. nDCG@10)")
+        out.append(measure)
     return out
+
+
+def _nearest(name: str) -> str:
+    """`` (did you mean 'nDCG@10'?)`` for a near miss of a measure's name, keeping the cutoff given."""
+    import difflib
+
+    import ir_measures
+    base, at, rest = name.partition("@")
+    names: dict[str, str] = {}  # ndcg -> nDCG: case is a near miss too; nDCG rather than its alias NDCG
+    for n in ir_measures.measures.registry:
+        if n.lower() not in names or n != n.upper():
+            names[n.lower()] = n
+    close = difflib.get_close_matches(base.lower(), list(names), n=1, cutoff=0.6)
+    return f" (did you mean {names[close[0]] + at + rest!r}?)" if close else ""
+
+
+def cutoff(measure) -> int | None:
+    """A measure's @cutoff (None: it reads the whole run)."""
+    return getattr(measure, "params", {}).get("cutoff")
 
 
 def run_from_results(query_ids: Sequence[str], doc_ids: np.ndarray, scores: np.ndarray,
@@ -68,9 +97,33 @@ def evaluate(run: Run, qrels: dict, metrics=None, per_query: bool = False):
     return (means, values) if per_query else means
 
 
+def check_trec_ids(run: Run, tag: str = "lsr") -> None:
+    """Refuse what a TREC run cannot hold: a query id, doc id or tag that is empty or contains whitespace
+    (the format splits lines on it, so such an id would not read back, by lsr or trec_eval); DataError
+    naming the id. Ids are not escaped: an escaped id would no longer match the qrels."""
+    def bad(kind: str, value: str, qid: str | None = None):
+        where = f" (query {qid!r})" if qid is not None else ""
+        return DataError(f"cannot write {kind} {value!r}{where} to a TREC run: its fields are separated by "
+                         "whitespace, so ids must be non-empty and contain none")
+    if not tag or any(c.isspace() for c in tag):
+        raise bad("tag", tag)
+    for qid, hits in run.items():
+        if not qid or any(c.isspace() for c in qid):
+            raise bad("query id", qid)
+        for did in hits:
+            if not did or any(c.isspace() for c in did):
+                raise bad("doc id", did, qid)
+
+
 def trec_run_lines(run: Run, tag: str = "lsr") -> Iterable[str]:
     """TREC run lines (``qid Q0 docid rank score tag``, no newline): per query, best score first,
-    ties by doc id, so a run file is the same for the same results."""
+    ties by doc id, so a run file is the same for the same results. Ids that a run cannot hold
+    (empty, or with whitespace) raise DataError before the first line (:func:`check_trec_ids`)."""
+    check_trec_ids(run, tag)
+    return _lines(run, tag)
+
+
+def _lines(run: Run, tag: str) -> Iterable[str]:
     for qid, hits in run.items():
         ranked = sorted(hits.items(), key=lambda x: (-x[1], x[0]))
         for rank, (did, score) in enumerate(ranked, 1):
@@ -78,9 +131,11 @@ def trec_run_lines(run: Run, tag: str = "lsr") -> Iterable[str]:
 
 
 def write_trec_run(path, run: Run, tag: str = "lsr") -> Path:
+    """Write ``run`` as a TREC run file (atomically); ids it cannot hold raise DataError before anything is written."""
     path = Path(path)
+    lines = trec_run_lines(run, tag)
     with atomic_file(path, "w") as f:
-        for line in trec_run_lines(run, tag):
+        for line in lines:
             f.write(line + "\n")
     return path
 

@@ -12,8 +12,15 @@ from .seismic import SeismicIndex
 INDEX_TYPES = {"seismic": SeismicIndex, "exact": ExactIndex}
 
 
-def load_index(path, verify: bool = True):
-    """Open any lsr index directory; the manifest says which type it is."""
+def load_index(path, verify=True):
+    """Open any lsr index directory; the manifest says which type it is.
+
+    ``verify``: True / "full" (default) checks every byte of every file
+    against the manifest's xxh3 checksums; False / "quick" checks sizes,
+    array headers and each file's first and last 64 KiB. Both verify the
+    manifest's own checksum, refuse unlisted files and check the arrays'
+    bounds, so a damaged index is an IndexError_, never a crash.
+    """
     path = Path(path)
     manifest = storage.read_manifest(path)
     cls = INDEX_TYPES.get(manifest.get("index_type"))

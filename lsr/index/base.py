@@ -16,8 +16,8 @@ import numpy as np
 from ..errors import IndexError_, QueryError
 from ..layout import VOCAB as VOCAB_FILE
 from ..sparse import SparseVectors, Vocabulary, as_sparse_vectors
+from . import bounds, storage
 from . import params as index_params
-from . import storage
 from .docs import DocIds
 from .params import NoParams
 
@@ -105,23 +105,41 @@ class BaseIndex:
         return path
 
     @classmethod
-    def load(cls, path, verify: bool = True, manifest: dict | None = None):
+    def load(cls, path, verify=True, manifest: dict | None = None):
+        """Open the index at ``path``, verified (``verify``: True/"full" hashes every byte, False/"quick" only
+        sizes, headers and each file's first and last 64 KiB; both check the manifest and the arrays' bounds)."""
         path = Path(path)
+        level = storage.verify_level(verify)
         manifest = manifest or storage.read_manifest(path)
         if manifest["index_type"] != cls.index_type:
             raise IndexError_(f"{path} is a {manifest['index_type']!r} index, not {cls.index_type!r}")
         storage.check_version(path, manifest, cls.READABLE_VERSIONS)
-        storage.verify_files(path, manifest, checksums=verify)
-        vocab = Vocabulary.from_json((path / VOCAB_FILE).read_text())
-        listed = manifest.get("files", {})
+        bounds.check_counts(path, manifest)
+        cls._check_manifest(path, manifest)
+        storage.verify_files(path, manifest, level)
+        try:
+            vocab = Vocabulary.from_json((path / VOCAB_FILE).read_text())
+        except (ValueError, TypeError, KeyError, AttributeError) as e:
+            raise IndexError_(f"{path / VOCAB_FILE}: unreadable vocabulary ({e}); rebuild the index") from None
+        size = (manifest.get("vocab") or {}).get("size")
+        if size is not None and size != vocab.size:
+            raise IndexError_(f"{path / VOCAB_FILE}: {vocab.size} terms, the manifest says {size}; rebuild the index")
+        listed = manifest["files"]
         arrays = {name: (np.zeros(0, dtype=cls.OPTIONAL_ARRAYS[name])
                          if name in cls.OPTIONAL_ARRAYS and f"{name}.npy" not in listed
                          else storage.load_array(path, name)) for name in cls.ARRAYS}
+        for name, a in arrays.items():
+            if a.ndim != 1:
+                raise IndexError_(f"{path / (name + '.npy')}: {a.ndim}-dimensional, expected 1 (corrupt index)")
         index = cls(arrays, DocIds.load(path), vocab, manifest.get("params"), manifest, path)
         if len(index.doc_ids) != manifest["counts"]["docs"]:
             raise IndexError_(f"{path}: {len(index.doc_ids)} doc ids, manifest says {manifest['counts']['docs']}")
         index._check_arrays(path)
         return index
+
+    @classmethod
+    def _check_manifest(cls, path: Path, manifest: dict) -> None:
+        """Subclasses range-check the manifest values they use (stored search defaults)."""
 
     def _check_arrays(self, path: Path) -> None:
         """Subclasses verify array shapes against each other (corruption that keeps sizes)."""
@@ -160,8 +178,15 @@ class BaseIndex:
             raise QueryError("query vectors use a different vocabulary than the index (encoded with another model?)")
         return q
 
+    def check_k(self, k) -> int:
+        """``k`` as an int, clamped to the number of documents (as Lucene does: ``k=10**12`` allocates
+        nothing huge); QueryError for a k that is not an integer >= 1."""
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise QueryError(f"k must be an integer >= 1, got {k!r}")
+        return min(int(k), len(self))
+
     def search_numbers(self, queries, k: int = 10, threads: int | None = None, allowed=None, **params):
-        """Top-k internal doc numbers and scores, shape (n_queries, k); -1 / -inf pad.
+        """Top-k internal doc numbers and scores, shape (n_queries, min(k, len(index))); -1 / -inf pad.
 
         ``allowed`` (a bool array, one entry per document, e.g. from
         :func:`lsr.index.filters.compile_where`) restricts the search to the
@@ -171,8 +196,7 @@ class BaseIndex:
         :class:`lsr.errors.ParameterError`.
         """
         self.check_search_params(params)
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
+        k = self.check_k(k)
         if allowed is not None:
             allowed = np.asarray(allowed)
             if allowed.dtype != np.bool_ or allowed.shape != (len(self),):
@@ -180,10 +204,10 @@ class BaseIndex:
                                  f"got {allowed.dtype} {allowed.shape}")
             params["allowed"] = np.ascontiguousarray(allowed)
         q = self.check_queries(queries)
-        scores = np.empty((len(q), int(k)), dtype=np.float32)
-        docs = np.empty((len(q), int(k)), dtype=np.int64)
-        if len(q):
-            self._search(q, int(k), resolve_threads(threads), scores, docs, **params)
+        scores = np.empty((len(q), k), dtype=np.float32)
+        docs = np.empty((len(q), k), dtype=np.int64)
+        if len(q) and k:
+            self._search(q, k, resolve_threads(threads), scores, docs, **params)
         return docs, scores
 
     def _search(self, q: SparseVectors, k: int, threads: int, scores, docs, allowed=None) -> None:

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_dir, write_json
-from ..errors import IndexError_
+from ..errors import IndexError_, QueryError
 from ..layout import DENSE_CONFIG as CONFIG
 from ..layout import DENSE_EMBEDDINGS as EMBEDDINGS
 from ..layout import DENSE_SCALE as SCALE
@@ -68,6 +68,10 @@ class DenseIndex:
         if dtype == "float32":
             return cls(np.ascontiguousarray(x), None, dtype, model)
         if dtype == "float16":
+            big = np.flatnonzero(np.abs(x).max(axis=1) > np.finfo(np.float16).max)
+            if len(big):  # float16 would store inf there: refuse, never serve an inf score
+                raise ValueError(f"dense embedding of document number {int(big[0])} has a value beyond float16's "
+                                 "range (65504); use dense dtype 'float32' or 'int8'")
             return cls(x.astype(np.float16), None, dtype, model)
         if dtype == "int8":
             scale = np.abs(x).max(axis=0) / 127.0
@@ -90,9 +94,10 @@ class DenseIndex:
             q = q[None, :]
         if q.shape[1] != self.dim:
             raise ValueError(f"query embeddings have dimension {q.shape[1]}, the dense index {self.dim}")
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
-        n, kk = len(self), min(int(k), len(self))
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise QueryError(f"k must be an integer >= 1, got {k!r}")
+        k = min(int(k), len(self))  # clamped, as the sparse indexes do: k=10**12 allocates nothing huge
+        n, kk = len(self), k
         if allowed is not None:
             allowed = np.asarray(allowed, dtype=np.bool_)
             if allowed.shape != (n,):
@@ -166,8 +171,14 @@ class DenseIndex:
             cfg = json.loads(path.read_text())
         except ValueError as e:
             raise IndexError_(f"{path}: not valid JSON ({e})") from None
-        if cfg.get("format") != FORMAT:
-            raise IndexError_(f"{path}: dense index format {cfg.get('format')!r}; this lsr reads {FORMAT}")
+        if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
+            raise IndexError_(f"{path}: dense index format {cfg.get('format') if isinstance(cfg, dict) else cfg!r}; "
+                              f"this lsr reads {FORMAT}")
+        for key, ok in (("dtype", cfg.get("dtype") in DTYPES), ("model", isinstance(cfg.get("model"), str)),
+                        *((key, isinstance(cfg.get(key), int) and cfg[key] >= 0) for key in ("docs", "dim"))):
+            if not ok:
+                raise IndexError_(f"{path}: {key} is {cfg.get(key)!r}, not a valid value (corrupt or edited); "
+                                  f"rebuild the index")
         try:
             data = np.load(folder / EMBEDDINGS, mmap_mode="r")
             scale = np.load(folder / SCALE) if cfg["dtype"] == "int8" else None
@@ -181,6 +192,8 @@ class DenseIndex:
             raise IndexError_(f"{folder}: {cfg['docs']} dense embeddings for {n_docs} indexed documents")
         if scale is not None and scale.shape != (cfg["dim"],):
             raise IndexError_(f"{folder / SCALE}: shape {scale.shape}, expected ({cfg['dim']},)")
+        if scale is not None and not np.isfinite(scale).all():
+            raise IndexError_(f"{folder / SCALE}: NaN or infinite scales (corrupt index); rebuild the index")
         meta = {k: v for k, v in cfg.items() if k not in ("format", "model", "dtype", "dim", "docs")}
         return cls(data, scale, cfg["dtype"], cfg["model"], meta)
 

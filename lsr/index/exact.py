@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import IndexError_
 from ..sparse import as_sparse_vectors
 from .base import NO_FILTER, BaseIndex, run_kernel
+from .bounds import check_exact_bounds
 from .params import NoParams
 
 
@@ -60,9 +60,8 @@ class ExactIndex(BaseIndex):
         return SparseVectors(csr.indptr, csr.indices, csr.data, self.vocab)
 
     def _check_arrays(self, path: Path) -> None:
-        if len(self.post_ptr) != self.vocab.size + 1 or self.post_ptr[-1] != len(self.post_docs) \
-                or len(self.post_docs) != len(self.post_vals):
-            raise IndexError_(f"{path}: array sizes disagree with each other (corrupt index)")
+        """Every index kernels/exact.py computes is in bounds, values are finite (bounds.py)."""
+        check_exact_bounds(path, self, len(self), self.vocab.size)
 
     def _search(self, q, k, threads, scores, docs, allowed=None) -> None:
         from ..kernels.exact import batch_search, batch_search_serial

@@ -34,6 +34,10 @@ COMPARE = {"$eq": pc.equal, "$ne": pc.not_equal, "$gt": pc.greater, "$gte": pc.g
            "$lt": pc.less, "$lte": pc.less_equal}
 OPERATORS = (*COMPARE, "$in", "$nin", "$contains", "$exists")
 LOGICAL = ("$and", "$or", "$not")
+MAX_DEPTH = 32  # levels of filters nested in $and / $or / $not
+MAX_CLAUSES = 1000  # field conditions and logical operators in one filter
+MAX_VALUES = 100_000  # values in one $in / $nin list
+TOO_DEEP = f"where: filters nested more than {MAX_DEPTH} levels deep ($and/$or/$not inside one another); flatten the filter"
 
 
 def parse_where(text: str) -> dict:
@@ -41,10 +45,45 @@ def parse_where(text: str) -> dict:
     try:
         where = json.loads(text)
     except json.JSONDecodeError as e:
-        raise QueryError(f"--where {text!r}: not valid JSON ({e.msg} at column {e.colno})") from None
+        raise QueryError(f"--where {_shown(text)}: not valid JSON ({e.msg} at column {e.colno})") from None
+    except RecursionError:  # the JSON decoder's own nesting limit (about 1,000 levels)
+        raise QueryError(TOO_DEEP) from None
     if not isinstance(where, dict):
-        raise QueryError(f"--where {text!r}: expected a JSON object such as '{{\"year\": 2020}}'")
+        raise QueryError(f"--where {_shown(text)}: expected a JSON object such as '{{\"year\": 2020}}'")
+    check_where(where)
     return where
+
+
+def _shown(text: str, limit: int = 120) -> str:
+    """``text`` quoted for a message, shortened in the middle when long (both quotes always kept)."""
+    return repr(text) if len(text) <= limit else repr(text[:limit // 2]) + " … " + repr(text[-limit // 4:])
+
+
+def check_where(where) -> None:
+    """Refuse a filter beyond the limits (``MAX_DEPTH`` levels, ``MAX_CLAUSES`` conditions, ``MAX_VALUES``
+    values in one list) with a :class:`QueryError` naming the limit. Walks the filter with a stack, not
+    recursion, so any depth is measured safely; the filter's syntax is checked later, by :func:`compile_where`."""
+    stack, clauses = [(where, 1)], 0
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise QueryError(TOO_DEEP)
+        if not isinstance(node, dict):
+            continue  # compile_where names what it should be
+        for key, cond in node.items():
+            clauses += 1
+            if key in LOGICAL:
+                children = [cond] if key == "$not" else cond if isinstance(cond, (list, tuple)) else []
+                clauses += len(children)
+                stack.extend((child, depth + 1) for child in children)
+            elif isinstance(cond, dict):
+                clauses += len(cond)
+                for op, value in cond.items():
+                    if op in ("$in", "$nin") and isinstance(value, (list, tuple, set)) and len(value) > MAX_VALUES:
+                        raise QueryError(f"where: {key!r} {op} lists {len(value):,} values; at most {MAX_VALUES:,} "
+                                         "in one list")
+            if clauses > MAX_CLAUSES:
+                raise QueryError(f"where: more than {MAX_CLAUSES:,} conditions in one filter; at most {MAX_CLAUSES:,}")
 
 
 def compile_where(where: dict, columns, n: int | None = None) -> np.ndarray:
@@ -53,6 +92,7 @@ def compile_where(where: dict, columns, n: int | None = None) -> np.ndarray:
     of ``n`` entries: True for the documents it keeps."""
     if not isinstance(where, dict):
         raise QueryError(f"where must be a dict such as {{'year': 2020}}, got {type(where).__name__}")
+    check_where(where)
     if n is None:
         n = len(next(iter(columns.values()))) if columns else 0
     mask = _node(where, columns, n)

@@ -36,7 +36,9 @@ import numpy as np
 
 from ..errors import IndexError_
 from ..sparse import SparseVectors, as_sparse_vectors
+from . import bounds
 from .base import NO_FILTER, BaseIndex, run_kernel
+from .bounds import check_seismic_bounds
 from .params import SeismicSearchParams
 
 # Importable from here as before the build moved to seismic_build.py (bench/ uses them).
@@ -86,7 +88,8 @@ class SeismicIndex(BaseIndex):
         module docstring; the phases are in seismic_build.py): n_postings
         (None = by collection size; 0 or a negative value disables static
         pruning), max_fraction, centroid_fraction, min_cluster_size,
-        summary_energy, doc_cut, forward_dtype ("f16" or "f32"), seed, knn
+        summary_energy, doc_cut, forward_dtype ("f16", "f32", or None/"auto":
+        f16 when every weight fits, else f32; recorded with forward_dtype_reason), seed, knn
         (neighbours per document in a k-NN graph for result refinement, 0 =
         none; kernels/knn.py) and knn_blocks (how many of a document's
         heaviest terms' blocks are searched for its neighbours; 0, the
@@ -100,7 +103,7 @@ class SeismicIndex(BaseIndex):
         widest = int(np.diff(v.indptr).max()) if len(v) else 0
         if widest >= 1 << 16:  # before any work: postings pack a document's length into 16 bits
             raise ValueError(f"a document has {widest} non-zeros; the seismic index supports < 65536")
-        p = resolve_params(params, len(v))
+        p = resolve_params(params, len(v), v, ids)
         arrays, timings = build_arrays(v, SeismicBuildParams(**p), threads, progress)
         index = cls(arrays, ids, v.vocab, p)
         index.build_timings = timings  # seconds per phase
@@ -123,19 +126,23 @@ class SeismicIndex(BaseIndex):
         return SparseVectors(np.asarray(self.fwd_ptr), np.asarray(self.fwd_idx).astype(np.int32), values,
                              self.vocab, validate=False)
 
+    @classmethod
+    def _check_manifest(cls, path: Path, manifest: dict) -> None:
+        bounds.check_search_defaults(path, manifest.get("params"))
+
     def _check_arrays(self, path: Path) -> None:
+        """Sizes agree and every index the search kernels compute is in bounds (kernels/seismic_search.py)."""
         from ..kernels.summaries import DIR_SAMPLE
         n, dim = len(self), self.vocab.size
-        ok = (len(self.fwd_ptr) == n + 1 and self.fwd_ptr[-1] == len(self.fwd_idx)
-              and (len(self.fwd_val) == len(self.fwd_idx) or len(self.fwd_codes) == len(self.fwd_idx))
-              and len(self.list_block_ptr) == dim + 1 and self.list_block_ptr[-1] == self.n_blocks
-              and self.block_ptr[-1] == len(self.block_docs) == len(self.block_fwd)
-              and len(self.dir_ptr) == dim + 1 and self.dir_ptr[-1] == len(self.dir_terms) == len(self.dir_cnt)
+        ok = ((len(self.fwd_val) == len(self.fwd_idx) or len(self.fwd_codes) == len(self.fwd_idx))
+              and len(self.block_docs) == len(self.block_fwd)
+              and len(self.dir_terms) == len(self.dir_cnt)
               and len(self.dir_off) == -(-len(self.dir_terms) // DIR_SAMPLE) and len(self.ent_blk) == len(self.ent_code)
-              and len(self.sum_min) == len(self.sum_scale) == self.n_blocks
-              and (n == 0 or len(self.knn_nbrs) % n == 0))
+              and len(self.sum_min) == len(self.sum_scale) == len(self.block_ptr) - 1
+              and (n == 0 or len(self.knn_nbrs) % n == 0) and (n > 0 or len(self.knn_nbrs) == 0))
         if not ok:
-            raise IndexError_(f"{path}: array sizes disagree with each other (corrupt index)")
+            raise IndexError_(f"{path}: array sizes disagree with each other (corrupt index); rebuild the index")
+        check_seismic_bounds(path, self, n, dim, DIR_SAMPLE)
 
     # ----------------------------------------------------------------- search
     # Software prefetching of documents pays off once the forward index
@@ -182,7 +189,7 @@ class SeismicIndex(BaseIndex):
         # else takes the general path, including any keyword besides this
         # signature's (``params``: a filter, or a typo that search_numbers
         # refuses), so the names need no check here.
-        if params or type(query) is not SparseVectors or len(query.indptr) != 2 or type(k) is not int or k < 1:
+        if params or type(query) is not SparseVectors or len(query.indptr) != 2 or type(k) is not int or not 1 <= k <= len(self):
             return super().search(query, k, query_cut=query_cut, heap_factor=heap_factor, knn=knn,
                                   threads=1 if threads is None else threads, **params)
         scores = np.empty((1, k), dtype=np.float32)

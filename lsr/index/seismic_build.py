@@ -15,6 +15,7 @@ summaries.py, knn.py).
 """
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass, fields
@@ -22,6 +23,9 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from .base import resolve_threads
+from .params import ParameterValueError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -34,13 +38,17 @@ class SeismicBuildParams:
     min_cluster_size: int = 2  # clusters of at most this many documents are dissolved into the others
     summary_energy: float = 0.4  # the share of a block's L1 mass its summary keeps
     doc_cut: int = 15  # a document's heaviest terms, by which it is assigned to a centroid
-    forward_dtype: str = "f16"  # the forward index's weights: "f16" or "f32"
+    # The forward index's weights: "f16", "f32", or None / "auto": f16 when every weight fits
+    # (choose_forward_dtype), else f32; the index records the choice and why (forward_dtype_reason).
+    forward_dtype: str | None = None
     seed: int = 42
     knn: int = 0  # k-NN graph: neighbours stored per document (0: no graph); also the search default
     knn_blocks: int = 0  # neighbours are sought in the blocks of this many of a document's heaviest terms (0: all)
     # Not used by the build: stored with the index as its search defaults.
     query_cut: int = 10  # recall@10 ~0.99 on scifact; `lsr tune` refines
     heap_factor: float = 0.8
+    # Not an input: the build writes why forward_dtype is what it is (a given value is replaced).
+    forward_dtype_reason: str | None = None
 
 
 # The defaults as dicts, under the names bench/ and older code import (from
@@ -72,28 +80,78 @@ _NUMBERS = {"centroid_fraction": ("in (0, 1]", lambda x: 0 < x <= 1),
             "heap_factor": ("finite and >= 0", lambda x: x >= 0)}
 
 
-def resolve_params(given: dict, n_docs: int) -> dict:
+def resolve_params(given: dict, n_docs: int, vectors=None, doc_ids=None) -> dict:
     """The build's parameters: the given ones over the defaults (None takes the default), values checked.
 
     The names are the caller's to check (``params.check``). The result is
-    what the index stores as its ``params``.
+    what the index stores as its ``params``. With ``vectors`` (the
+    SparseVectors to index; ``doc_ids`` their ids, for messages) the
+    forward index's dtype is settled here (choose_forward_dtype) and
+    recorded with its reason; without them an unset forward_dtype is
+    settled by forward_index(), unrecorded. Raises ParameterValueError (a
+    ValueError) naming the parameter, its value and its range.
     """
     p = {**BUILD_DEFAULTS, **SEARCH_DEFAULTS, **{k: val for k, val in given.items() if val is not None}}
+    p["forward_dtype_reason"] = None
     if p["n_postings"] is None:
         p.update(default_build_params(n_docs))
-    if p["forward_dtype"] not in ("f16", "f32"):
-        raise ValueError(f"forward_dtype must be 'f16' or 'f32', got {p['forward_dtype']!r}")
+    if p["forward_dtype"] == "auto":
+        p["forward_dtype"] = None
+    if p["forward_dtype"] not in ("f16", "f32", None):
+        raise ParameterValueError(f"forward_dtype must be 'f16' or 'f32', got {p['forward_dtype']!r} (or leave it "
+                                  "unset, or 'auto': f16 when every weight fits, else f32)")
     for name, low in _INTEGERS.items():
         value = p[name]
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or (low is not None and value < low):
-            raise ValueError(f"{name} must be an integer" + (f" >= {low}" if low is not None else "") +
-                             f", got {value!r}")
+            raise ParameterValueError(f"{name} must be an integer" + (f" >= {low}" if low is not None else "") +
+                                      f", got {value!r}")
     for name, (bound, ok) in _NUMBERS.items():
         value = p[name]
         if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
                 or not math.isfinite(value) or not ok(value):
-            raise ValueError(f"{name} must be a number {bound}, got {value!r}")
+            raise ParameterValueError(f"{name} must be a number {bound}, got {value!r}")
+    if vectors is not None:
+        p["forward_dtype"], p["forward_dtype_reason"] = choose_forward_dtype(vectors, p["forward_dtype"], doc_ids)
     return p
+
+
+def choose_forward_dtype(vectors, forward_dtype: str | None, doc_ids=None) -> tuple[str, str]:
+    """(dtype, reason) of the forward index's weights for the SparseVectors ``vectors``.
+
+    float16 halves the forward index but holds only 2**-24 (about 6e-8) to
+    65504: a larger weight becomes inf (scores inf, hits in arbitrary order)
+    and a smaller nonzero one becomes 0 (the term is lost). Unset (None):
+    f16 when every weight survives the cast, else f32, logged. "f16" asked
+    for explicitly with a weight it cannot hold: ParameterValueError naming
+    the document (row and id), the term and the weight, and the fix. Real
+    SPLADE weights fit: splade-tiny's on nfcorpus (914,398 weights) range
+    from 2.4e-6 to 2.7.
+    """
+    if forward_dtype == "f32":
+        return "f32", "given"
+    from ..kernels.seismic_build import first_outside_f16
+    bad = int(first_outside_f16(vectors.values)) if vectors.nnz else -1
+    if bad < 0:
+        return "f16", "given" if forward_dtype == "f16" else "auto: every weight is representable in float16"
+    what = _unrepresentable(vectors, bad, doc_ids)
+    if forward_dtype == "f16":
+        raise ParameterValueError(f"forward_dtype='f16' cannot store {what}; use forward_dtype='f32' (or leave "
+                                  "forward_dtype unset: the build then picks f32 itself), or rescale the vectors")
+    reason = f"auto: float16 cannot store {what}"
+    log.info("seismic build: forward index in float32 (%s)", reason)
+    return "f32", reason
+
+
+def _unrepresentable(vectors, pos: int, doc_ids) -> str:
+    """'weight W of term T in document D (row R): why' for the weight at position ``pos``."""
+    row = int(np.searchsorted(vectors.indptr, pos, side="right") - 1)
+    value, term = vectors.values[pos], int(vectors.indices[pos])  # float32: prints as stored (1e-08, 70000.0)
+    doc = ""
+    if doc_ids is not None:
+        doc = f" {str(doc_ids.take(np.array([row]))[0] if hasattr(doc_ids, 'take') else doc_ids[row])!r}"
+    why = "above float16's largest value, 65504: it would become inf" if abs(value) >= 65504 \
+        else "below float16's smallest nonzero value, 2**-24 (~6e-8): it would become 0"
+    return f"weight {value!s} of term {vectors.vocab.token(term)!r} in document{doc} (row {row}): {why}"
 
 
 def term_dtype(dim: int):
@@ -241,7 +299,11 @@ def knn_graph(list_block_ptr, block_ptr, block_docs, fwd, p: SeismicBuildParams,
 def forward_index(block_docs, fwd, p: SeismicBuildParams, dim: int) -> dict:
     """The documents' full vectors (fwd_*), and block_fwd: where each posting's document sits in them."""
     fwd_ptr, fwd_idx, fwd_val = fwd
-    if p.forward_dtype == "f16":
+    dtype = p.forward_dtype
+    if dtype is None:  # unsettled (resolve_params got no vectors): the same choice, unrecorded
+        from ..kernels.seismic_build import first_outside_f16
+        dtype = "f16" if len(fwd_val) == 0 or first_outside_f16(fwd_val) < 0 else "f32"
+    if dtype == "f16":
         fwd_codes, fwd_val_out = fwd_val.astype(np.float16).view(np.uint16), np.zeros(0, np.float32)
     else:
         fwd_codes, fwd_val_out = np.zeros(0, np.uint16), fwd_val.astype(np.float32)

@@ -207,3 +207,25 @@ def cluster_lists(list_ptr, list_docs, fwd_ptr, fwd_idx, fwd_val, cut_ptr, cut_i
                                          n_c, min_cluster_size, seed * 1000003 + t, start, count, acc,
                                          assign[a:b])
     return assign, n_clusters
+
+
+# ------------------------------------------------------- float16 storage
+
+
+# float16's limits under round-to-nearest-even: a float32 at or above 65520
+# (halfway past the largest finite half, 65504) becomes inf, and a positive
+# one at or below 2**-25 (halfway to the smallest subnormal, 2**-24) becomes 0.
+F16_OVERFLOW = np.float32(65520.0)
+F16_UNDERFLOW = np.float32(2.0 ** -25)
+
+
+@njit(cache=True)
+def first_outside_f16(values):
+    """Position of the first value float16 cannot represent (inf after the cast, or a
+    nonzero that rounds to 0), or -1: one pass, no temporaries (the forward index of a
+    large collection holds hundreds of millions of weights)."""
+    for i in range(values.shape[0]):
+        v = values[i]
+        if v >= F16_OVERFLOW or v <= -F16_OVERFLOW or (v != 0.0 and -F16_UNDERFLOW <= v <= F16_UNDERFLOW):
+            return i
+    return -1

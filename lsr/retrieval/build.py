@@ -5,14 +5,16 @@ here too, beside the sparse index and in its document numbering.
 """
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 
 from .. import layout
+from ..atomic import INDEX_FORMAT, check_replaceable, clean_leftovers, recover
 from ..data import Dataset, load_dataset
-from ..errors import DataError, IndexError_, ModelError, ParameterError
+from ..errors import DataError, IndexError_, LsrError, ModelError, ParameterError
 from ..index import INDEX_TYPES
 from ..layout import partial_dir
 
@@ -39,17 +41,35 @@ def build_index(dataset: str | Dataset, model: str | None, output, index_type: s
     ``dense_dtype`` without ``dense``, ``max_length`` / ``batch_size`` for
     BM25 (no model) or for a folder already encoded (its settings are fixed;
     so are ``shard_size`` and ``split`` there). Defaults for a neural model:
-    ``max_length`` 256, ``batch_size`` 32, ``shard_size`` 10,000.
+    ``max_length`` the one a model saved by ``lsr train`` / ``lsr compose`` records, else 256;
+    ``batch_size`` 32, ``shard_size`` 10,000.
+
+    Safe to point at a path in use: ``overwrite`` replaces only an lsr index, never the dataset or a
+    folder holding it; a second build of the same ``output`` gets an IndexError (lock held for the
+    whole run); a local ``model`` path is stored absolute, with its fingerprint.
     """
-    from ..encoders.shards import encode_corpus, read_settings, shard_paths
-    from ..index.docs import write_docstore
-    from ..sparse import read_vectors
+    from ..atomic import writer_lock
 
     output = Path(output)
     if index_type not in INDEX_TYPES:
         raise IndexError_(f"unknown index type {index_type!r} (choose from {', '.join(INDEX_TYPES)})")
-    if output.exists() and not overwrite:
-        raise IndexError_(f"{output} already exists (use --overwrite to replace it)")
+    refuse_overlap(output, dataset, IndexError_)
+    with writer_lock(output, IndexError_):
+        recover(output)  # a swap a killed writer left halfway: the old or new index back in place first
+        clean_leftovers(output)  # dead builds' temporaries: their disk back before this one encodes
+        if (output.exists() or output.is_symlink()) and not overwrite:
+            raise IndexError_(f"{output} already exists (use --overwrite to replace it)")
+        check_replaceable(output, INDEX_FORMAT, IndexError_)
+        return _build(dataset, model, output, index_type, max_length, batch_size, overwrite, progress, shard_size,
+                      split, keep_vectors, params, dense, dense_dtype, bm25)
+
+
+def _build(dataset, model, output: Path, index_type, max_length, batch_size, overwrite, progress, shard_size,
+           split, keep_vectors, params, dense, dense_dtype, bm25):
+    from ..encoders.shards import encode_corpus, read_settings, shard_paths
+    from ..index.docs import write_docstore
+    from ..sparse import read_vectors
+
     INDEX_TYPES[index_type].check_build_params(params or {})  # a typo fails now, not after the encoding
     if dense_dtype is not None and not dense:
         raise ParameterError("dense_dtype (--dense-dtype) applies to the dense list: give dense (--dense MODEL)")
@@ -70,7 +90,7 @@ def build_index(dataset: str | Dataset, model: str | None, output, index_type: s
         # A folder written by `lsr encode`: index its vectors as they are.
         if not pre_encoded.get("complete"):
             raise DataError(f"{dataset}: encoding is incomplete; rerun `lsr encode` to finish it")
-        if model and model != pre_encoded["model"]:
+        if model and stored_model_name(model) != stored_model_name(pre_encoded["model"]):
             raise ModelError(f"{dataset} was encoded with {pre_encoded['model']!r}, not {model!r}")
         if pre_encoded.get("kind") == "bm25":
             raise DataError(f"{dataset}: BM25 vectors need the statistics of their corpus; "
@@ -86,26 +106,35 @@ def build_index(dataset: str | Dataset, model: str | None, output, index_type: s
     else:
         from ..encoders import load_encoder
         from ..encoders.bm25 import BM25Encoder, parse_bm25_name
+        from ..encoders.fingerprint import model_fingerprint
         if not model:
             raise ModelError("no model given (use --model, e.g. --model splade-tiny)")
+        model = stored_model_name(model)  # a relative path means the same folder whatever the searcher's cwd
+        model_fp = model_fingerprint(model)
         ds = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, split=split)
         bm25_options = parse_bm25_name(model)
         if bm25_options is not None:  # lexical: no model, statistics fitted on this corpus and saved with the index
             _refuse_given(f"{model!r} has no neural model", max_length=max_length, batch_size=batch_size)
-            encoder = BM25Encoder.fit((d.full_text for d in ds.docs()), progress=progress, **bm25_options)
+            encoder = BM25Encoder.fit((d.full_text for d in ds.docs()), progress=progress,
+                                     corpus=str(dataset) if not isinstance(dataset, Dataset) else ds.name, **bm25_options)
             encoder.name = model
         else:
-            encoder = load_encoder(model, max_length=max_length or 256, batch_size=batch_size or 32)
+            encoder = load_encoder(model, max_length=max_length or recorded_model_max_length(model) or 256,
+                                   batch_size=batch_size or 32)
         vectors_dir = partial_dir(output) / layout.VECTORS_DIR
+        # The .partial folder is this build's scratch: other content or settings restart it (with a warning).
         shards = encode_corpus(ds, encoder, vectors_dir, shard_size=shard_size or 10000, progress=progress,
-                               dataset_name=str(dataset) if not isinstance(dataset, Dataset) else ds.name)
+                               dataset_name=str(dataset) if not isinstance(dataset, Dataset) else ds.name,
+                               restart=True, model_fingerprint=model_fp)
         encoder_info, docs_source = read_settings(vectors_dir), ds
 
     ids, vectors = read_vectors(shards)
     # Every index type's build() takes ``progress`` (the exact index has nothing long to show).
     index = INDEX_TYPES[index_type].build(vectors, ids, progress=progress, **(params or {}))
     meta = {"encoder": {"name": encoder_info["model"], "kind": encoder_info.get("kind", "splade"),
-                        "max_length": encoder_info["max_length"]},
+                        "max_length": encoder_info["max_length"],
+                        **({"fingerprint": encoder_info["model_fingerprint"]}
+                           if encoder_info.get("model_fingerprint") else {})},
             "dataset": encoder_info.get("dataset")}
 
     if (dense or bm25) and docs_source is None:
@@ -119,10 +148,12 @@ def build_index(dataset: str | Dataset, model: str | None, output, index_type: s
             from ..index.dense import DenseIndex
             enc = DenseEncoder(dense)
             emb = enc.encode_documents(texts, progress=progress)
+            emb[[i for i, t in enumerate(texts) if not t.strip()]] = 0  # an empty document scores 0 for any query
             DenseIndex.build(emb, dense_dtype, model=dense).save(tmp / layout.DENSE_DIR)
         if bm25:
-            build_index(docs_source, "bm25", tmp / layout.LEXICAL_DIR, index_type="exact", progress=progress,
-                        keep_vectors=False)
+            # inside this build's temporary folder: under its lock already, nothing there to protect
+            _build(docs_source, "bm25", tmp / layout.LEXICAL_DIR, "exact", None, None, False, progress, None, None,
+                   False, None, None, None, False)
         if encoder_info.get("kind") == "bm25":  # never pre-encoded (refused above): the encoder is at hand
             encoder.save(tmp / layout.BM25_DIR)
         if docs_source is not None:
@@ -136,6 +167,52 @@ def build_index(dataset: str | Dataset, model: str | None, output, index_type: s
     if vectors_dir is not None:
         shutil.rmtree(partial_dir(output), ignore_errors=True)
     return index
+
+
+def stored_model_name(model: str) -> str:
+    """``model`` as an index records it: a local folder by its absolute path (resolved now, against this
+    working directory), any other name as given."""
+    from ..encoders.names import describe
+    try:
+        d = describe(model)
+    except LsrError:
+        return model
+    return str(d.path) if d.source == "local" and d.path is not None else model
+
+
+def recorded_model_max_length(model: str) -> int | None:
+    from ..encoders.names import describe
+    from ..encoders.splade import recorded_max_length
+    d = describe(model)
+    return recorded_max_length(d.path) if d.path is not None and d.kind not in ("bm25", "composition") else None
+
+
+def _local_paths(dataset) -> list[Path]:
+    """The local files and folders ``dataset`` (a spec or a Dataset) reads from."""
+    if isinstance(dataset, (str, os.PathLike)):
+        p = Path(dataset).expanduser()
+        return [p] if p.exists() else []
+    dataset = getattr(dataset, "base", dataset)
+    found = [getattr(dataset, a, None) for a in ("folder", "corpus")]
+    return [Path(p) for p in found if p is not None]
+
+
+def refuse_overlap(output, dataset, error: type[LsrError] = IndexError_, option: str = "output") -> None:
+    """Refuse an ``output`` that is, contains or lies inside the dataset's folder or file: replacing or
+    restarting it would delete the data being read."""
+    out = Path(output).expanduser().resolve()
+    for src in _local_paths(dataset):
+        src = src.resolve()
+        if out == src:
+            how = "is"
+        elif out in src.parents:
+            how = "contains"
+        elif src in out.parents:
+            how = "lies inside"
+        else:
+            continue
+        raise error(f"the {option} {output} {how} the dataset {src} being read; choose an {option} folder "
+                    "outside it")
 
 
 def _texts_in_index_order(source, doc_ids) -> list[str]:

@@ -55,8 +55,9 @@ def hits_for(doc_ids, docstore, numbers, scores) -> list[list[Hit]]:
 
 
 def check_request(texts, k) -> None:
-    """What every front door refuses before any work: one string where a list belongs, or k < 1."""
+    """What every front door refuses before any work: one string where a list belongs, or a k that is not
+    an integer >= 1 (True is not a k). A k beyond the number of documents is fine: the indexes clamp it."""
     if isinstance(texts, str):
         raise QueryError("batch_search takes a list of queries; use search() for one")
-    if not isinstance(k, (int, np.integer)) or k < 1:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise QueryError(f"k must be an integer >= 1, got {k!r}")

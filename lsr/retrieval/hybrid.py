@@ -24,7 +24,6 @@ from typing import Sequence
 import numpy as np
 
 from .. import layout
-from ..atomic import write_json
 from ..errors import IndexError_, ParameterError, QueryError
 from .fusion import METHODS, NORMS, fuse
 from .hits import Hit, check_request, hits_for
@@ -89,7 +88,8 @@ class _SparseList:
         return self.searcher.encode_queries(texts)
 
     def search(self, q, depth, allowed=None):
-        return self.searcher.index.search_numbers(q, depth, allowed=allowed, **self.params)
+        docs, scores = self.searcher.index.search_numbers(q, depth, allowed=allowed, **self.params)
+        return unmatched_as_missing(docs, scores)
 
     def feedback(self, q, fb, prf: PRF):
         with self._lock:
@@ -190,7 +190,8 @@ class HybridSearcher:
             raise IndexError_(f"{path}: unreadable hybrid settings ({e})") from None
 
     def save_config(self, config: HybridConfig | None = None) -> Path:
-        return write_json(self.index_dir / SETTINGS, (config or self.config).to_json())
+        from ..index import storage  # listed in the manifest: an unlisted file makes the index refuse to open
+        return storage.add_file(self.index_dir, SETTINGS, json.dumps((config or self.config).to_json(), indent=2))
 
     # ------------------------------------------------------------- search
     def encode(self, texts: Sequence[str]) -> dict:
@@ -245,6 +246,7 @@ class HybridSearcher:
 
     def _search(self, texts, k, where):
         check_request(texts, k)
+        k = min(k, max(len(self.main.index), 1))  # as the indexes do: no k-wide arrays beyond the documents
         allowed = self.main.allowed(where)
         reps = self.encode(texts)
         return self._combine(reps, self.first_round(reps, allowed=allowed), k, allowed=allowed)
@@ -266,6 +268,17 @@ class HybridSearcher:
 
     def search(self, text: str, k: int = 10, where: dict | None = None) -> list[Hit]:
         return self.batch_search([text], k, where)[0]
+
+
+def unmatched_as_missing(docs, scores):
+    """A sparse list's (docs, scores) with every slot that is not a match (a score of 0 or not finite:
+    the document shares no term with the query) turned into padding (-1 / -inf), so neither fusion nor
+    a one-list search can make it a hit. Sparse scores are sums of non-negative products."""
+    docs, scores = np.asarray(docs), np.asarray(scores, dtype=np.float32)
+    miss = (docs < 0) | ~np.isfinite(scores) | (scores == 0)
+    if not miss.any():
+        return docs, scores
+    return np.where(miss, -1, docs), np.where(miss, np.float32(-np.inf), scores)
 
 
 def _top(result, k: int):
@@ -367,6 +380,14 @@ def config_from_options(index_dir, hybrid: bool = False, lists: Sequence[str] | 
                                  "(ask for it with prf='after', 'before' or 'both'; CLI: --prf after)")
         p.update(feedback)
     settings["prf"] = p
+    given = [name for name, value in (("fusion", fusion), ("norm", norm), ("weights", weights)) if value]
+    if given and len(settings["lists"]) == 1:  # a one-list "fusion" would silently be that list's own search
+        have = available_lists(index_dir)
+        more = (f"fuse more with hybrid=True or lists=[...] (CLI: --hybrid or --lists "
+                f"{','.join(have)})" if len(have) > 1 else
+                f"{index_dir} holds only its sparse list: add one with `lsr index ... --dense minilm` or `--bm25`")
+        raise ParameterError(f"{', '.join(given)}: fusion settings, but this search fuses one list "
+                             f"({settings['lists'][0]}); {more}")
     if fusion:
         settings["fusion"] = fusion
     if norm:

@@ -25,7 +25,7 @@ MODES = ("sparse", "hybrid", "dense")
 class Retriever:
     """Search one index directory: its sparse list, its dense list, or the hybrid of its lists."""
 
-    def __init__(self, index_dir, mode: str | None = None, config=None, verify: bool = False, **search_params):
+    def __init__(self, index_dir, mode: str | None = None, config=None, verify=True, **search_params):
         from .searcher import Searcher
         mode = mode or ("hybrid" if config is not None else "sparse")
         if mode not in MODES:
@@ -49,11 +49,12 @@ class Retriever:
         self.docstore = self._searcher.docstore
 
     @classmethod
-    def load(cls, index_dir, mode: str | None = None, config=None, verify: bool = False,
+    def load(cls, index_dir, mode: str | None = None, config=None, verify=True,
              **search_params) -> Retriever:
         """Open ``index_dir``. ``mode``: "sparse" (default), "hybrid" (default when ``config``, a
-        :class:`HybridConfig`, is given) or "dense". ``verify`` checks every file's checksum (slower; off by
-        default, sizes and the manifest are always checked). ``search_params``: the index type's search
+        :class:`HybridConfig`, is given) or "dense". ``verify``: True / "full" (default) hashes every byte
+        of every index file (xxh3, tens of GB/s warm); False / "quick" checks sizes, headers and each file's first
+        and last 64 KiB. Both check the manifest's checksum and the arrays' bounds (docs/index-format.md). ``search_params``: the index type's search
         parameters (query_cut, heap_factor, knn for seismic), checked here."""
         return cls(index_dir, mode, config, verify, **search_params)
 
@@ -83,6 +84,11 @@ class Retriever:
     def allowed(self, where: dict | None):
         """The document mask ``where`` selects (None: no filter); raises QueryError for a bad filter."""
         return self._searcher.allowed(where)
+
+    @property
+    def index(self):
+        """The sparse index searched (doc ids, vocabulary, manifest)."""
+        return self._searcher.index
 
     @property
     def metadata_fields(self) -> list[str]:

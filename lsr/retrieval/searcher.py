@@ -16,7 +16,7 @@ from .hits import Hit, check_request, hits_for
 class Searcher:
     """An index plus the encoder recorded in it; the encoder loads on first query."""
 
-    def __init__(self, index_dir, verify: bool = True, model: str | None = None):
+    def __init__(self, index_dir, verify=True, model: str | None = None):
         self.index = load_index(index_dir, verify=verify)
         self.index_dir = Path(index_dir)
         self.docstore = DocStore.load(self.index_dir)
@@ -40,7 +40,8 @@ class Searcher:
             return None  # {} filters nothing: the kernels' unfiltered path
         import json
 
-        from ..index.filters import compile_where
+        from ..index.filters import check_where, compile_where
+        check_where(where)  # depth and size limits before json.dumps recurses into a hostile filter
         try:
             key = json.dumps(where, sort_keys=True, default=str)
         except (TypeError, ValueError):

@@ -119,20 +119,43 @@ def tune_hybrid(index_dir, queries, lists=("bm25", "sparse", "dense"), metric: s
     or BEIR folder with a train or dev split; a test split is refused, it would leak into reported
     figures) and, with ``store``, save the best as the index's hybrid default (``hybrid.json``).
 
-    The recommended default's PRF stays, for the lists it covers. Returns
+    A BEIR folder is tuned on its dev split, else its train split (never
+    its default, test); a folder with neither is refused. The recommended
+    default's PRF stays, for the lists it covers. Returns
     ``(best HybridConfig, grid table, path written or None)``.
     """
     from ..data import load_dataset
     from ..errors import DataError
     from .hybrid import HybridSearcher, recommended
+    leak = "tuning on a test split would leak it into the reported figures"
     if "test" in str(queries).split("/")[-1:] or split == "test":
-        raise DataError(f"queries {queries}: tuning on a test split would leak it into the reported figures; "
-                        "use a train or dev split")
+        raise DataError(f"queries {queries}: {leak}; use a train or dev split")
+    if split is None:
+        split = tuning_split(queries)
+    dataset = load_dataset(queries, split=split)
+    if getattr(dataset, "split", None) == "test":  # a folder's default split, had one slipped through
+        raise DataError(f"queries {queries}: {leak}; use a train or dev split")
     names = [str(x).strip() for x in lists if str(x).strip()]
     try:
         searcher = HybridSearcher(index_dir, HybridConfig(lists=names, prf=recommended(names).prf))
     except ValueError as e:
         raise DataError(str(e)) from None
-    best, table = tune_fusion(searcher, load_dataset(queries, split=split), metric=metric, step=step,
-                              progress=progress)
+    best, table = tune_fusion(searcher, dataset, metric=metric, step=step, progress=progress)
     return best, table, (searcher.save_config(best) if store else None)
+
+
+def tuning_split(queries) -> str | None:
+    """The split of a BEIR folder to tune on: dev, else train; a folder with neither raises DataError.
+    None for anything else (an ir_datasets id names its split itself)."""
+    from pathlib import Path
+
+    from ..errors import DataError
+    folder = Path(str(queries)).expanduser()
+    if not (folder / "qrels").is_dir():
+        return None
+    splits = sorted(p.stem for p in (folder / "qrels").glob("*.tsv"))
+    for split in ("dev", "train"):
+        if split in splits:
+            return split
+    raise DataError(f"{folder}: no dev or train qrels to tune on (found: {', '.join(splits) or 'none'}); tuning "
+                    "on a test split would leak it into the reported figures")

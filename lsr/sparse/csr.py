@@ -11,7 +11,20 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from ..errors import DataError
 from .vocab import Vocabulary
+
+
+class InvalidVectors(DataError, ValueError):
+    """What validate() raises: the message, and ``row``, the bad row's number (None: not one row's fault).
+
+    A DataError (the CLI prints it as an ``error:`` line) and a ValueError
+    (what validate raised before).
+    """
+
+    def __init__(self, message: str, row: int | None = None):
+        super().__init__(message)
+        self.row = row
 
 
 class SparseVectors:
@@ -73,31 +86,37 @@ class SparseVectors:
                 and self.vocab.size == other.vocab.size)
 
     # -------------------------------------------------------------- validation
-    def validate(self, where: str = "sparse vectors") -> SparseVectors:
-        """Check the CSR invariants; raise ValueError naming the first bad row.
+    def validate(self, where: str = "sparse vectors", first_row: int = 0) -> SparseVectors:
+        """Check the CSR invariants; raise InvalidVectors (a ValueError) naming the first bad row.
 
         Invariants: indptr starts at 0 and never decreases; per row the indices
         are strictly increasing (sorted, unique) and < vocab size; weights are
-        finite and non-negative.
+        finite and non-negative. Rows are numbered from ``first_row`` (these
+        vectors' place in a larger file).
         """
         ip, ix, vals = self.indptr, self.indices, self.values
         if ip.ndim != 1 or len(ip) < 1 or ip[0] != 0:
-            raise ValueError(f"{where}: indptr must be 1-D and start at 0")
+            raise InvalidVectors(f"{where}: indptr must be 1-D and start at 0")
         if len(ix) != len(vals) or ip[-1] != len(ix):
-            raise ValueError(f"{where}: indptr[-1]={ip[-1]} but {len(ix)} indices and {len(vals)} values")
+            raise InvalidVectors(f"{where}: indptr[-1]={ip[-1]} but {len(ix)} indices and {len(vals)} values")
         if np.any(np.diff(ip) < 0):
-            raise ValueError(f"{where}: indptr decreases at row {int(np.argmax(np.diff(ip) < 0))}")
+            row = first_row + int(np.argmax(np.diff(ip) < 0))
+            raise InvalidVectors(f"{where}: indptr decreases at row {row}", row)
         if len(ix):
             bad = np.flatnonzero(~np.isfinite(vals))
             if len(bad):
-                raise ValueError(f"{where}: non-finite weight {vals[bad[0]]} in row {self._row_of(bad[0])}")
+                row = first_row + self._row_of(bad[0])
+                term = self.vocab.token(ix[bad[0]]) if 0 <= ix[bad[0]] < self.vocab.size else int(ix[bad[0]])
+                raise InvalidVectors(f"{where}: non-finite weight {vals[bad[0]]} in row {row}, term {term!r}", row)
             bad = np.flatnonzero(vals < 0)
             if len(bad):
-                raise ValueError(f"{where}: negative weight {vals[bad[0]]} in row {self._row_of(bad[0])}")
+                row = first_row + self._row_of(bad[0])
+                raise InvalidVectors(f"{where}: negative weight {vals[bad[0]]} in row {row}", row)
             bad = np.flatnonzero((ix < 0) | (ix >= self.vocab.size))
             if len(bad):
-                raise ValueError(f"{where}: index {ix[bad[0]]} outside vocabulary of size "
-                                 f"{self.vocab.size} in row {self._row_of(bad[0])}")
+                row = first_row + self._row_of(bad[0])
+                raise InvalidVectors(f"{where}: index {ix[bad[0]]} outside vocabulary of size "
+                                     f"{self.vocab.size} in row {row}", row)
             # Strictly increasing within a row: a non-increase is only allowed
             # where a new row starts.
             step_ok = np.diff(ix) > 0
@@ -105,11 +124,31 @@ class SparseVectors:
             row_starts[ip[1:-1][ip[1:-1] < len(ix)]] = True
             bad = np.flatnonzero(~step_ok & ~row_starts[1:])
             if len(bad):
-                raise ValueError(f"{where}: indices not sorted and unique in row {self._row_of(bad[0] + 1)}")
+                row = first_row + self._row_of(bad[0] + 1)
+                raise InvalidVectors(f"{where}: indices not sorted and unique in row {row}", row)
         return self
 
     def _row_of(self, pos: int) -> int:
         return int(np.searchsorted(self.indptr, pos, side="right") - 1)
+
+    def clear_rows(self, rows) -> SparseVectors:
+        """A copy with the given rows emptied (their entries dropped; the rows stay, in place).
+
+        For texts with nothing to encode: a neural encoder gives an empty
+        text a vector of its own (splade-tiny: 'is', 'means', 'and', ...),
+        which would match unrelated queries sharing those terms.
+        """
+        rows = np.unique(np.asarray(rows, dtype=np.int64))
+        if len(rows) == 0:
+            return self
+        if rows[0] < 0 or rows[-1] >= len(self):
+            raise IndexError(f"row {int(rows[0] if rows[0] < 0 else rows[-1])} of {len(self)} rows")
+        nnz = self.row_nnz()
+        keep = np.repeat(~np.isin(np.arange(len(self)), rows), nnz)
+        nnz[rows] = 0
+        indptr = np.zeros(len(self) + 1, dtype=np.int64)
+        np.cumsum(nnz, out=indptr[1:])
+        return SparseVectors(indptr, self.indices[keep], self.values[keep], self.vocab, validate=False)
 
     # ------------------------------------------------------------- conversions
     def to_scipy(self):

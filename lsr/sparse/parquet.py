@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import DataError
-from .csr import SparseVectors
+from .csr import InvalidVectors, SparseVectors
 from .vocab import Vocabulary
 
 FORMAT_TAG = b"lsr-sparse-vectors/1"
@@ -69,7 +69,10 @@ class VectorWriter:
     def write(self, ids: Sequence[str], vectors: SparseVectors) -> None:
         if vectors.vocab.size != self.vocab.size:
             raise ValueError(f"vectors of dimension {vectors.vocab.size} written to a file of dimension {self.vocab.size}")
-        vectors.validate(f"vectors for {self.path}")
+        try:
+            vectors.validate(f"vectors for {self.path}", self.rows)
+        except InvalidVectors as e:  # an LsrError: the CLI prints it (an encoder that gave NaN, say)
+            raise InvalidVectors(_with_id(e, ids, self.rows), e.row) from e
         self._writer.write_table(_to_table(ids, vectors, self.schema))
         self.rows += len(ids)
 
@@ -122,7 +125,15 @@ def read_metadata(path) -> dict[str, str]:
             if k.startswith(b"lsr.") and k not in (b"lsr.vocab", b"lsr.format")}
 
 
-def _batch_to_vectors(batch: pa.RecordBatch, vocab: Vocabulary, where: str) -> tuple[list[str], SparseVectors]:
+def _with_id(error: InvalidVectors, ids: Sequence[str], first_row: int) -> str:
+    """validate()'s message with the bad row's document id, when it names a row."""
+    if error.row is None or not 0 <= error.row - first_row < len(ids):
+        return str(error)
+    return f"{error} (document {ids[error.row - first_row]!r})"
+
+
+def _batch_to_vectors(batch: pa.RecordBatch, vocab: Vocabulary, where: str,
+                      first_row: int = 0) -> tuple[list[str], SparseVectors]:
     ind = batch.column("indices")
     val = batch.column("values")
     offsets = np.asarray(ind.offsets, dtype=np.int64)
@@ -132,9 +143,9 @@ def _batch_to_vectors(batch: pa.RecordBatch, vocab: Vocabulary, where: str) -> t
     vectors = SparseVectors(indptr, np.asarray(ind.values[offsets[0]:offsets[-1]]),
                             np.asarray(val.values[offsets[0]:offsets[-1]]), vocab, validate=False)
     try:
-        vectors.validate(where)
-    except ValueError as e:
-        raise DataError(str(e)) from e
+        vectors.validate(where, first_row)
+    except InvalidVectors as e:
+        raise InvalidVectors(_with_id(e, batch.column("id").to_pylist(), first_row), e.row) from e
     return batch.column("id").to_pylist(), vectors
 
 
@@ -143,7 +154,7 @@ def iter_vectors(path, batch_rows: int = 65536) -> Iterator[tuple[list[str], Spa
     pf, vocab = _open(path)
     start = 0
     for batch in pf.iter_batches(batch_size=batch_rows):
-        yield _batch_to_vectors(batch, vocab, f"{path} (rows {start}-{start + batch.num_rows - 1})")
+        yield _batch_to_vectors(batch, vocab, str(path), start)
         start += batch.num_rows
 
 

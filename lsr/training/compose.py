@@ -44,6 +44,8 @@ def compose_model(name: str, output, idf_corpus: str | None = None, split: str |
                              progress=progress)
     model = build(spec, idf=idf, max_length=max_length, query_k=query_budget, document_k=document_budget)
     from ..atomic import atomic_dir
+    from ..encoders.splade import record_max_length
     with atomic_dir(output, overwrite=True) as tmp:
         model.save(str(tmp))
+        record_max_length(tmp, max_length)
     return output

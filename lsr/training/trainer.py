@@ -284,6 +284,8 @@ def train(recipe_path, output, progress: bool = True, max_steps: int | None = No
     trainer.train(resume_from_checkpoint=str(ckpts[-1]) if ckpts else None)
     timings["train_s"] = time.time() - t2
     model.save(str(out / "model"))
+    from ..encoders.splade import record_max_length
+    record_max_length(out / "model", M["max_length"])  # `lsr index --model RUN/model` encodes as dev was scored
     summary = {"recipe": r["name"], "examples": len(examples), "negatives": n_neg, "steps": trainer.state.global_step,
                "dev_before": before, "dev_history": evaluator.history if evaluator else [],
                "best_checkpoint": trainer.state.best_model_checkpoint, "timings": timings,
