@@ -1,30 +1,39 @@
 """The robustness matrix: lsr tried as a hostile user and a hostile disk would try it.
 
-Five families of probes, each case classified by what the user would see:
+Families of probes, each case classified by what the user would see:
 
+  control     the undamaged indexes on every entry point: all must serve them
+              (otherwise an unrelated failure would pass for a detection)
   corruption  one file of an index rewritten in place, same size, bytes
               changed at a random offset; every entry point must refuse it
-              (``detected``), never serve it (``silent``) or crash
+              with a message naming the damaged index (``detected``), never
+              serve it (``silent``), crash, or fail for another reason
+              (``wrong``)
   manifest    edits of manifest.json (dropped entries, changed counts or
-              parameters, bad JSON): refused on every entry point
+              parameters, removed checksum, bad JSON): refused everywhere
   bad input   CLI invocations with bad arguments: an ``error:`` line and
-              exit 1 (or typer's usage exit 2), never a traceback or a signal
+              exit 1 (or typer's usage error, exit 2, for a missing
+              argument), never a traceback or a signal
   kill        an `lsr index --overwrite` killed (os._exit) at the n-th call
               of each step that writes or publishes (file writes, fsync,
-              renames, deletes): the path must still hold a loadable index
-              (the old or the new one) or be recovered on the next open, and
-              the next writer must succeed and leave no temporary folders
+              renames, deletes; also with the two-rename fallback swap): the
+              path must still hold a loadable index (the old or the new one)
+              or be recovered on the next open, and the next writer must
+              succeed and leave no temporary folders
+  fault       the same steps raising OSError(ENOSPC) instead: an ``error:``
+              line and exit 1 with the old index whole (or the new one in
+              place when the failure came after publishing)
   writers     two `lsr index` processes on one output at once: one wins, the
               other gets a clean error; the index loads; plus --overwrite on
-              folders that are not an lsr index, and outputs that equal or
-              lie inside the dataset (nothing of the user's deleted)
+              folders that are not an lsr index, and outputs that equal,
+              contain or lie inside the dataset (nothing of the user's deleted)
 
 Corruptions and manifest edits run in a worker process (one case after the
 other, each on a fresh copy of a pristine index); a worker killed by a signal
 marks its current case ``crash`` and a new worker resumes after it. The CLI
 entry points run in-process through typer's runner (the same code as the
-``lsr`` command, without a Python start per case); ``--cli-sample N`` also
-runs N cases per family through real ``lsr`` processes.
+``lsr`` command, without a Python start per case); bad inputs, kills, faults
+and writers run real ``lsr`` processes.
 
     python bench/robustness.py                     # the full matrix (~211 corruptions)
     python bench/robustness.py --sample            # the CI-sized sample (tests/test_robustness.py)
@@ -238,9 +247,13 @@ def worker(cases_file: Path, start: int, pristine: dict, dataset: Path, scratch:
             shutil.copytree(pristine[case["index"]], copy)
             if case["family"] == "corruption":
                 corrupt(copy, case)
-            else:
+            elif case["family"] == "manifest":
                 apply_manifest_edit(copy, case["edit"])
             outcome, message = run_quick(copy) if entry == "quick" else run_entry(entry, copy, dataset)
+            if case["family"] == "control":  # the undamaged index: every entry point must serve it
+                outcome = "served" if outcome in ("silent", "served") else "control failed"
+            elif outcome == "detected" and copy.name not in message:
+                outcome = "wrong"  # refused, but not for the damage: an unrelated failure hides the result
             print(json.dumps({"case": i, "entry": entry, "outcome": outcome, "message": message}), flush=True)
             shutil.rmtree(copy, ignore_errors=True)
 
@@ -285,18 +298,18 @@ def run_cases(cases: list[dict], pristine: dict, dataset: Path, work: Path) -> l
 
 
 # --------------------------------------------------------------------- main
-BAD = {"silent", "crash", "lost", "wrong", "next writer failed", "leftover"}
+BAD = {"silent", "crash", "lost", "wrong", "next writer failed", "leftover", "control failed"}
 
 
 def table(results: list[dict]) -> str:
-    fams = ["corruption", "manifest", "bad input", "kill", "writers"]
+    fams = ["control", "corruption", "manifest", "bad input", "kill", "fault", "writers"]
     outcomes = sorted({r["outcome"] for r in results})
     rows = ["| family | cases | " + " | ".join(outcomes) + " |", "|---|---:|" + "---:|" * len(outcomes)]
     for fam in fams:
         rs = [r for r in results if r["family"] == fam and r.get("entry") != "quick"]
         if not rs:
             continue
-        n = len({r.get("case", id(r)) for r in rs}) if fam in ("corruption", "manifest") else len(rs)
+        n = len({r.get("case", id(r)) for r in rs}) if fam in ("control", "corruption", "manifest") else len(rs)
         counts = {o: sum(r["outcome"] == o for r in rs) for o in outcomes}
         rows.append(f"| {fam} | {n} | " + " | ".join(str(counts[o]) for o in outcomes) + " |")
     quick = [r for r in results if r.get("entry") == "quick"]
@@ -305,6 +318,22 @@ def table(results: list[dict]) -> str:
         rows.append(f"| corruption + manifest, verify=quick | {len(quick)} | "
                     + " | ".join(str(counts[o]) for o in outcomes) + " |")
     return "\n".join(rows)
+
+
+def compact(results: list[dict]) -> list[dict]:
+    """One record per case (entry points' outcomes and first message under "entries"), for the file."""
+    out, by_case = [], {}
+    for r in results:
+        if "entry" not in r:
+            out.append(r)
+            continue
+        case = by_case.get(r["case"])
+        if case is None:
+            case = by_case[r["case"]] = {k: v for k, v in r.items() if k not in ("entry", "outcome", "message")}
+            case["entries"], case["message"] = {}, r["message"][:200]
+            out.append(case)
+        case["entries"][r["entry"]] = r["outcome"]
+    return out
 
 
 def main() -> None:
@@ -338,7 +367,8 @@ def main() -> None:
                                        "truncated JSON", "checksum changed")]
         else:
             cases = corruption_cases(pristine, a.corruptions, rng) + manifest_cases(pristine)
-        results = run_cases(cases, pristine, a.dataset, work)
+        control = [{"family": "control", "index": name} for name in pristine]
+        results = run_cases(control + cases, pristine, a.dataset, work)
         bad = bad_input_cases(pristine, a.dataset, a.other, work)
         if a.sample:
             bad = [c for c in bad if c["name"] in ("zero hits, table", "zero hits, json", "k 10^12", "eval nDCG@0",
@@ -346,13 +376,15 @@ def main() -> None:
         from tqdm.auto import tqdm
         results += [run_bad_input(c) for c in tqdm(bad, desc="bad inputs", unit="case")]
         results += run_kills(pristine["bm25"], a.dataset, work, 1 if a.sample else a.kill_points,
-                             ["os.replace", "os.fsync"] if a.sample else None)
+                             ["os.replace", "os.fsync", "fallback:os.replace"] if a.sample else None)
+        results += run_kills(pristine["bm25"], a.dataset, work, 1 if a.sample else a.kill_points,
+                             ["numpy.save", "fallback:os.replace"] if a.sample else None, action="fault")
         results += run_writers(pristine["bm25"], a.dataset, work, 1 if a.sample else a.writer_trials)
     failures = [r for r in results if r["outcome"] in BAD and not (r.get("entry") == "quick" and r["outcome"] == "silent")]
     summary = {"date": time.strftime("%Y-%m-%d"), "seconds": round(time.time() - started), "sample": a.sample,
                "dataset": str(a.dataset), "failures": len(failures), "table": table(results)}
     a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps({**summary, "results": results}, indent=1))
+    a.out.write_text(json.dumps({**summary, "results": compact(results)}, indent=0))
     print(summary["table"])
     print(f"\n{len(results)} results, {len(failures)} failures, {summary['seconds']} s; details in {a.out}")
     for r in failures[:40]:

@@ -35,11 +35,11 @@ def bad_input_cases(ix: dict, dataset: Path, other: Path, work: Path) -> list[di
     (exit 0 and a warning), json (exit 0, strict JSON on stdout) or any (no crash)."""
     H, B, q = ix["hybrid"], ix["bm25"], QUERY
     nested = "{" + '"$and": [{' * 500 + '"a": 1' + "}]" * 500 + "}"
-    many = json.dumps({"doc_id": {"$in": [str(i) for i in range(200_000)]}})
+    many = json.dumps({"doc_id": {"$in": [str(i) for i in range(12_000)]}})  # one argv string < 128 KiB
     c = [
         ("empty query", ["search", H, ""], "error"),
         ("blank query", ["search", H, "   "], "error"),
-        ("huge query", ["search", H, "retrieval " * 50_000, "-q"], "any"),
+        ("huge query", ["search", H, "retrieval " * 12_000, "-q"], "any"),  # one argv string < 128 KiB
         ("k 0", ["search", H, q, "-k", "0"], "error"),
         ("k -1", ["search", H, q, "-k", "-1"], "error"),
         ("k 10^12", ["search", H, q, "-k", str(10**12), "-q"], "ok"),
@@ -49,7 +49,7 @@ def bad_input_cases(ix: dict, dataset: Path, other: Path, work: Path) -> list[di
         ("json output", ["search", H, q, "--json", "-q"], "json"),
         ("where not JSON", ["search", H, q, "--where", '{"a":'], "error"),
         ("where nested 500", ["search", H, q, "--where", nested], "error"),
-        ("where 200k values", ["search", H, q, "--where", many, "-q"], "any"),
+        ("where 12k values", ["search", H, q, "--where", many, "-q"], "any"),
         ("where unknown operator", ["search", H, q, "--where", '{"a": {"$regex": "x"}}'], "error"),
         ("index missing", ["search", work / "no-such-index", q], "error"),
         ("index is a dataset", ["search", dataset, q], "error"),
@@ -88,7 +88,8 @@ def run_bad_input(case: dict) -> dict:
     if "Traceback" in err or rc not in (0, 1, 2):
         outcome = "crash"
     elif expect == "error":
-        outcome = "refused" if (rc == 1 and "error:" in err) or rc == 2 else "silent"
+        usage = rc == 2 and "Usage:" in err and "Error" in err  # typer's usage error (a missing argument)
+        outcome = "refused" if (rc == 1 and "error:" in err) or usage else ("silent" if rc == 0 else "crash")
     elif expect == "warn":
         outcome = "ok" if rc == 0 and "warning" in err.lower() else "silent"
     elif expect == "json":
@@ -103,18 +104,24 @@ def run_bad_input(case: dict) -> dict:
 
 # -------------------------------------------------------------------- kills
 KILL_CHILD = r"""
-import atexit, importlib, json, os, sys
-target, nth, count_file, argv = sys.argv[1], int(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4])
+import atexit, errno, importlib, json, os, sys
+target, nth, count_file, argv, action = sys.argv[1], int(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4]), sys.argv[5]
+if target.startswith("fallback:"):  # no RENAME_EXCHANGE: the two-rename swap and its recovery
+    import lsr.atomic
+    lsr.atomic._exchange = lambda a, b: False
+    target = target[len("fallback:"):]
 module, attr = target.rsplit(".", 1)
 module = importlib.import_module(module)
 original, calls = getattr(module, attr), [0]
 def wrapped(*args, **kwargs):
     calls[0] += 1
     if calls[0] == nth:
-        os._exit(137)  # as kill -9 would: no cleanup, no finally
+        if action == "kill":
+            os._exit(137)  # as kill -9 would: no cleanup, no finally
+        raise OSError(errno.ENOSPC, "No space left on device (injected)")
     return original(*args, **kwargs)
 setattr(module, attr, wrapped)
-atexit.register(lambda: open(count_file, "w").write(str(calls[0])))
+atexit.register(lambda: open(count_file, "w").write(str(calls[0])) if count_file != "-" else None)
 from lsr.cli.app import app
 sys.argv = ["lsr", *argv]
 app()
@@ -124,7 +131,11 @@ app()
 def kill_targets() -> list[str]:
     import lsr.atomic
     own = [f"lsr.atomic.{n}" for n in dir(lsr.atomic) if "exchange" in n.lower() or "renameat" in n.lower()]
-    return ["os.replace", "os.rename", "os.fsync", "shutil.rmtree", "shutil.copytree", "numpy.save", *own]
+    return ["os.replace", "os.rename", "os.fsync", "shutil.rmtree", "shutil.copytree", "numpy.save", *own,
+            "fallback:os.replace"]
+
+
+FAULT_TARGETS = ["numpy.save", "os.fsync", "os.replace", "builtins.open", "fallback:os.replace"]
 
 
 def identity(index: Path) -> str | None:
@@ -142,37 +153,45 @@ def leftovers(path: Path) -> list[str]:
                   or p.name == f"{path.name}.partial")
 
 
-def run_kills(pristine: Path, dataset: Path, work: Path, per_target: int, only: list[str] | None = None) -> list:
+def run_kills(pristine: Path, dataset: Path, work: Path, per_target: int, only: list[str] | None = None,
+              action: str = "kill") -> list:
+    """``action`` "kill": os._exit at the n-th call; "fault": that call raises OSError(ENOSPC) instead, and the
+    command must end in an ``error:`` line (exit 1) with the old index whole, or succeed with the new one."""
     from tqdm.auto import tqdm
     results = []
-    target_path = work / "kill" / "index"
+    target_path = work / action / "index"
     argv = ["index", str(dataset), "--model", "bm25", "--index-type", "exact", "-o", str(target_path),
             "--overwrite", "-q"]
     plan = []
-    for target in only or kill_targets():
+    for target in only or (kill_targets() if action == "kill" else FAULT_TARGETS):
         count_file = work / "kill-count"
+        count_file.unlink(missing_ok=True)
         _fresh(pristine, target_path)
-        subprocess.run([sys.executable, "-c", KILL_CHILD, target, "0", count_file, json.dumps(argv)],
+        subprocess.run([sys.executable, "-c", KILL_CHILD, target, "0", count_file, json.dumps(argv), action],
                        capture_output=True, timeout=900)
         calls = int(count_file.read_text()) if count_file.exists() else 0
         # Spread over the run, the last call (the publishing rename, the final fsync) always among them.
         points = sorted({calls - round(i * (calls - 1) / max(1, per_target - 1)) for i in range(min(per_target, calls))})
         plan += [(target, n, calls) for n in points]
-    for target, n, calls in tqdm(plan, desc="kills", unit="kill"):
+    for target, n, calls in tqdm(plan, desc=f"{action}s", unit=action):
         _fresh(pristine, target_path)
         old = (target_path / "manifest.json").read_text()
-        res = subprocess.run([sys.executable, "-c", KILL_CHILD, target, str(n), work / "ignored", json.dumps(argv)],
+        res = subprocess.run([sys.executable, "-c", KILL_CHILD, target, str(n), "-", json.dumps(argv), action],
                              capture_output=True, text=True, timeout=900)
         after = identity(target_path)
-        state = "crash" if "Traceback" in res.stderr else (
+        state = "crash" if "Traceback" in res.stderr or res.returncode not in (0, 1, 137) else (
             "lost" if after is None else ("old" if after == old else "new"))
+        if action == "fault" and state in ("old", "new"):
+            clean = (res.returncode == 1 and "error:" in res.stderr) or (res.returncode == 0 and state == "new")
+            state = state if clean else "crash"
         rc2, _, err2 = lsr_cli(*argv)
         final = identity(target_path)
         left = leftovers(target_path)
         outcome = state if state in ("crash", "lost") else (
             "next writer failed" if rc2 != 0 or final is None else ("leftover" if left else "ok"))
-        results.append({"family": "kill", "target": target, "call": n, "calls": calls, "killed_rc": res.returncode,
-                        "state": state, "outcome": outcome, "leftovers": left, "message": err2.strip()[-300:]})
+        results.append({"family": action, "target": target, "call": n, "calls": calls, "rc": res.returncode,
+                        "state": state, "outcome": outcome, "leftovers": left,
+                        "message": ((res.stderr.strip().splitlines() or [""])[-1] + " | " + err2.strip())[-300:]})
     return results
 
 

@@ -29,8 +29,8 @@ FORBIDDEN = {
     "training": {"rag", "cli", "integrations"},
     "integrations": {"cli", "training"},
 }
-# Foundation modules every layer may use; they import nothing of lsr but errors.
-FOUNDATION = {"errors", "atomic", "layout"}
+# Foundation modules every layer may use; they import nothing of lsr but errors (and atomic the lock).
+FOUNDATION = {"errors", "atomic", "layout", "lock"}
 
 
 def _module_name(path: Path, root: Path = ROOT) -> str:
@@ -80,7 +80,7 @@ def layering_violations(root: Path = ROOT) -> list[str]:
                 bad.append(f"{path.relative_to(root)} imports {name} ({top} must not import {target})")
             if target == "cli" and top != "cli" and path.name != "__main__.py":
                 bad.append(f"{path.relative_to(root)} imports the CLI ({name}); nothing imports lsr.cli")
-            if top in FOUNDATION and target and target not in ("errors",):
+            if top in FOUNDATION and target and target not in ("errors", "lock"):
                 bad.append(f"{path.relative_to(root)} is a foundation module but imports {name}")
     return bad
 

@@ -176,6 +176,11 @@ def test_legacy_manifest_loads_with_sha256(copy, caplog):
     with caplog.at_level(logging.WARNING):
         assert len(load_index(folder, verify=False)) == N
     assert "predates checksummed manifests" in caplog.text
+    from typer.testing import CliRunner
+
+    from lsr.cli.app import app
+    res = CliRunner().invoke(app, ["check", str(folder)])
+    assert res.exit_code == 0 and f"warning: {folder}: the manifest predates checksummed manifests" in res.output
     path = folder / "post_docs.npy"
     data = bytearray(path.read_bytes())
     data[-1] ^= 1
@@ -259,3 +264,55 @@ def test_lsr_check_bounds_and_manifest(copy):
     (folder / "manifest.json").write_text("{}")
     res = CliRunner().invoke(_cli(), [str(folder)])
     assert res.exit_code == 1 and "not an lsr index manifest" in res.output
+
+
+def test_removing_the_manifest_checksum_does_not_turn_protection_off(copy):
+    folder = copy("exact")
+    m = _manifest(folder)
+    del m["checksum"]
+    m["encoder"] = {"name": "bm25:k1=5", "kind": "bm25", "max_length": 0}  # another query encoder, unsigned
+    _write_manifest(folder, m, sign=False)
+    with pytest.raises(IndexError_, match=r"manifest.json: the manifest's checksum is missing \(the manifest was "
+                                          r"edited or corrupted\)"):
+        load_index(folder)
+
+
+def test_writers_into_an_index_take_its_lock(copy):
+    import threading
+
+    from lsr.atomic import writer_lock
+    folder = copy("exact")
+    held, release = threading.Event(), threading.Event()
+
+    def other_writer():
+        with writer_lock(folder):
+            held.set()
+            release.wait(10)
+    t = threading.Thread(target=other_writer)
+    t.start()
+    held.wait(10)
+    try:
+        with pytest.raises(IndexError_, match="another thread of this process is writing"):
+            add_file(folder, "hybrid.json", "{}")
+        with pytest.raises(IndexError_, match="another thread of this process is writing"):
+            update_manifest(folder, {"params": {"query_cut": 3}})
+    finally:
+        release.set()
+        t.join()
+    add_file(folder, "hybrid.json", "{}")
+    assert "hybrid.json" in _manifest(folder)["files"] and load_index(folder)
+
+
+@pytest.mark.parametrize("verify", [True, False])
+def test_a_damaged_array_header_is_an_index_error_on_every_level(copy, verify):
+    folder = copy("exact")
+    path = folder / "post_docs.npy"
+    data = bytearray(path.read_bytes())
+    end = data.index(b"}")  # the header is a Python literal: unclosed, numpy's tokenizer raises TokenError
+    data[end] = ord(" ")
+    path.write_bytes(bytes(data))
+    with pytest.raises(IndexError_, match=r"post_docs.npy: (not a readable array header|checksum mismatch)"):
+        load_index(folder, verify=verify)
+    from lsr.index.storage import npy_header
+    with pytest.raises(IndexError_, match=r"post_docs.npy: not a readable array header \(TokenError"):
+        npy_header(path)

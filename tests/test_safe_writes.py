@@ -380,3 +380,88 @@ def test_a_recorded_max_length_is_the_default(tmp_path, tiny_model_copy):
     idx = build_index(str(TINY), "splade-tiny", tmp_path / "idx3", index_type="exact", progress=False)
     assert idx.manifest["encoder"]["max_length"] == 256  # nothing recorded: 256 as before
 
+
+
+def test_a_model_changed_since_the_build_is_refused_at_search(tmp_path, tiny_model_copy):
+    from lsr.errors import ModelError
+    from lsr.retrieval import Searcher
+    model = shutil.copytree(tiny_model_copy, tmp_path / "retrained")
+    idx = build_index(str(TINY), str(model), tmp_path / "idx", index_type="exact", progress=False)
+    assert Searcher(idx.path).search("vitamin d", k=1)
+    config = model / "config.json"
+    config.write_text(config.read_text() + "\n")  # retrained in place: other files, same vocabulary
+    with pytest.raises(ModelError, match=r"'.*retrained' is not the one the index .*idx was built with"):
+        Searcher(idx.path).search("vitamin d", k=1)
+    assert Searcher(idx.path, model=str(model)).search("vitamin d", k=1)  # a model given explicitly is used
+
+
+# ---------------------------------------------------------------- review fixes: disk errors, compose, damaged manifest
+def test_a_disk_error_while_writing_is_an_error_line_and_the_old_index_stays(tmp_path, monkeypatch):
+    import errno
+
+    import numpy as np
+    from typer.testing import CliRunner
+
+    from lsr.cli.app import app
+    from lsr.index import load_index
+    out = tmp_path / "idx"
+    corpus = _corpus(tmp_path / "data")
+    args = ["index", str(corpus), "--model", "bm25", "--index-type", "exact", "-o", str(out), "-q"]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    before = (out / MANIFEST).read_text()
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device", str(out / "post_ptr.npy"))
+    monkeypatch.setattr(np, "save", full)
+    res = CliRunner().invoke(app, [*args, "--overwrite"])
+    assert res.exit_code == 1 and res.exception is None or isinstance(res.exception, SystemExit)
+    assert "error: " in res.output and "No space left on device" in res.output and "post_ptr.npy" in res.output
+    monkeypatch.undo()
+    assert (out / MANIFEST).read_text() == before and load_index(out)  # the old index, whole
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".idx.")]
+
+
+def test_an_unwritable_run_file_is_refused_before_the_evaluation(tmp_path):
+    from typer.testing import CliRunner
+
+    from lsr.cli.app import app
+    out = tmp_path / "idx"
+    corpus = _corpus(tmp_path / "data")
+    build_index(str(corpus), "bm25", out, index_type="exact", progress=False)
+    res = CliRunner().invoke(app, ["eval", str(out), str(TINY.parent / "no-such"), "--run", "/no/such/dir/run.txt"])
+    assert res.exit_code == 1 and "error: --run /no/such/dir/run.txt: the folder /no/such/dir does not exist" \
+        in res.output
+
+
+def test_compose_overwrite_replaces_only_a_model_lsr_wrote(tmp_path):
+    from lsr.training.compose import compose_model
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "todo.txt").write_text("keep me")
+    with pytest.raises(LsrError, match=r"notes is a folder but not one lsr wrote \(no lsr_model.json\); "
+                                       r"overwrite replaces only that, so nothing was deleted"):
+        compose_model("qidf_dmlm", notes, overwrite=True)
+    assert (notes / "todo.txt").read_text() == "keep me"
+
+
+def test_an_index_with_a_damaged_manifest_can_be_rebuilt_in_place(tmp_path):
+    from lsr.index import load_index
+    out = tmp_path / "idx"
+    corpus = _corpus(tmp_path / "data")
+    build_index(str(corpus), "bm25", out, index_type="exact", progress=False)
+    (out / MANIFEST).write_text('{"format": "lsr-in')  # torn
+    with pytest.raises(IndexError_, match="corrupt manifest"):
+        load_index(out)
+    build_index(str(corpus), "bm25", out, index_type="exact", progress=False, overwrite=True)
+    assert len(load_index(out)) == 7
+
+
+def test_dense_save_does_not_replace_an_existing_folder_unless_asked(tmp_path):
+    import numpy as np
+
+    from lsr.index.dense import DenseIndex
+    dense = DenseIndex.build(np.eye(3, dtype=np.float32))
+    dense.save(tmp_path / "dense")
+    with pytest.raises(IndexError_, match="already exists"):
+        dense.save(tmp_path / "dense")
+    dense.save(tmp_path / "dense", overwrite=True)

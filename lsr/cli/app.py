@@ -14,6 +14,7 @@ tune-hybrid) and :mod:`.train`, and the options they share in
 :mod:`.options`. Nothing in lsr imports this package.
 """
 import functools
+import logging
 import os
 import sys
 from contextlib import contextmanager
@@ -85,6 +86,21 @@ def _root(version: Annotated[bool, flag("--version", "-V", callback=_show_versio
     """lsr: learned sparse retrieval. Encode, index, search and evaluate."""
 
 
+class _WarningLines(logging.Handler):
+    """lsr's own warnings (index predates checksums, encoding restarted, float32 chosen) as ``warning:``
+    lines on the stderr of the moment (typer's test runner swaps it per invocation)."""
+
+    def emit(self, record) -> None:
+        typer.echo(f"{record.levelname.lower()}: {record.getMessage()}", err=True)
+
+
+def _lsr_warnings() -> None:
+    log = logging.getLogger("lsr")
+    if not any(isinstance(h, _WarningLines) for h in log.handlers):
+        handler = _WarningLines(logging.WARNING)
+        log.addHandler(handler)  # a handler found: Python's last-resort printer stays silent
+
+
 def _quiet_libraries() -> None:
     """Keep stdout clean (for --json) and stderr readable: no library chatter."""
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -97,7 +113,6 @@ def _quiet_libraries() -> None:
     if "transformers" in sys.modules:
         sys.modules["transformers"].utils.logging.disable_progress_bar()
         sys.modules["transformers"].utils.logging.set_verbosity_error()
-    import logging
     # ir_datasets gives each of its loggers its own INFO level, so raising the
     # parent's level does nothing; the CLI prints via typer, not logging.
     logging.disable(logging.INFO)
@@ -127,6 +142,7 @@ def handle_errors(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         _quiet_libraries()
+        _lsr_warnings()
         try:
             if kwargs.get("quiet"):
                 with _no_progress_bars():
@@ -134,6 +150,11 @@ def handle_errors(fn):
             return fn(*args, **kwargs)
         except LsrError as e:
             typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(1) from None
+        except OSError as e:  # the disk, not the input: full, read-only, permission, a missing folder
+            where = f"{e.filename}: " if e.filename else ""
+            typer.echo(f"error: {where}{e.strerror or e} (nothing half-written is left under the output's "
+                       "name; free space or fix the path and rerun)", err=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             typer.echo("error: interrupted (rerun the same command to resume encoding)", err=True)

@@ -1,4 +1,5 @@
 """``lsr check``: the CheckIndex (verify every file of an index, report per file, exit 1 on damage)."""
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -29,6 +30,9 @@ def check(
     """
     from ..errors import IndexError_
     from ..index.check import check_index, summary
+    if not Path(index_dir).exists():
+        from ..index.storage import read_manifest
+        read_manifest(Path(index_dir))  # repairs an interrupted swap, else "index not found: ..."
     report = check_index(index_dir, full=full)
     if json_:
         print_json(report)

@@ -15,6 +15,24 @@ def warn(msg: str) -> None:
     typer.echo(f"warning: {msg}", err=True)
 
 
+def check_output_file(path, option: str) -> None:
+    """Refuse an output file that cannot be written, before the work that fills it (a whole evaluation)."""
+    import os
+    from pathlib import Path
+
+    from ..errors import LsrError
+    if path is None:
+        return
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise LsrError(f"{option} {path} is a folder; give a file name")
+    if not folder.is_dir():
+        raise LsrError(f"{option} {path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise LsrError(f"{option} {path}: the folder {folder} is not writable")
+
+
 def metadata_fields(asked: Optional[list[str]], docstore) -> Optional[list[str]]:
     """The metadata fields ``--metadata`` asks for (each option may hold a comma list; ``all``: every stored
     field), checked against the document store; None when none were asked for."""

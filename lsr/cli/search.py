@@ -29,7 +29,7 @@ from .options import (
     k_option,
     seismic_params,
 )
-from .output import hit_json, metadata_fields, note, print_hits, print_json, warn
+from .output import check_output_file, hit_json, metadata_fields, note, print_hits, print_json, warn
 from .queries import read_queries
 
 BATCH = 256  # queries per batch of --queries
@@ -97,6 +97,7 @@ def search(
         raise typer.BadParameter("give a QUERY, or --queries FILE (- for stdin)", param_hint="QUERY")
     if run is not None and queries is None:
         raise typer.BadParameter("--run writes the results of --queries FILE", param_hint="'--run'")
+    check_output_file(run, "--run")
     if run is not None and as_json:
         raise typer.BadParameter("--run writes a TREC run and --json prints hits as JSON lines: choose one",
                                  param_hint="'--run' / '--json'")
@@ -207,6 +208,7 @@ def eval_(
     names = [m for spec in (metrics or []) for m in spec.replace(",", " ").split()] or None
     measures = parse_metrics(names)  # fail on a bad metric before any work
     check_depth(measures, depth, "--depth")
+    check_output_file(run, "--run")
     params = seismic_params(query_cut, heap_factor, knn)
     check_seismic_options(index_dir, params)
     config = hybrid_config(index_dir, hybrid, lists, fusion, norm, weights, prf, fb_docs, fb_terms, prf_beta)

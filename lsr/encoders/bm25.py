@@ -207,11 +207,15 @@ class BM25Encoder:
             raise ModelError(f"{folder}: no BM25 statistics ({CONFIG}); was the index built with --model bm25?")
         try:
             cfg = json.loads(path.read_text())
-            df = np.load(folder / DF_FILE)
-        except (OSError, ValueError) as e:
-            raise ModelError(f"{folder}: unreadable BM25 statistics ({e})") from None
-        if cfg.get("format") != FORMAT:
-            raise ModelError(f"{path}: BM25 statistics format {cfg.get('format')!r}; this lsr reads {FORMAT}")
-        return cls(cfg["terms"], df, cfg["n_docs"], cfg["avgdl"], cfg["k1"], cfg["b"], cfg["stopwords"],
-                   cfg["stemmer"], query_weights or cfg["query_weights"])
+            df = np.load(folder / DF_FILE, allow_pickle=False)
+        except Exception as e:  # noqa: BLE001 - a damaged .npy header fails in numpy's literal parser, any way
+            raise ModelError(f"{folder}: unreadable BM25 statistics ({type(e).__name__}: {e})") from None
+        if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
+            got = cfg.get("format") if isinstance(cfg, dict) else type(cfg).__name__
+            raise ModelError(f"{path}: BM25 statistics format {got!r}; this lsr reads {FORMAT}")
+        try:
+            return cls(cfg["terms"], df, cfg["n_docs"], cfg["avgdl"], cfg["k1"], cfg["b"], cfg["stopwords"],
+                       cfg["stemmer"], query_weights or cfg["query_weights"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise ModelError(f"{path}: damaged BM25 statistics ({type(e).__name__}: {e}); rebuild the index") from None
 

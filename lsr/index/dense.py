@@ -148,7 +148,7 @@ class DenseIndex:
         return x * self.scale if self.scale is not None else x
 
     # ------------------------------------------------------------ save/load
-    def save(self, folder, overwrite: bool = True) -> Path:
+    def save(self, folder, overwrite: bool = False) -> Path:
         """Write ``folder`` (the index's ``dense/``) whole or not at all: into a temporary folder renamed
         into place (config last inside it, so even a copied half-folder never loads)."""
         folder = Path(folder)
@@ -182,8 +182,8 @@ class DenseIndex:
         try:
             data = np.load(folder / EMBEDDINGS, mmap_mode="r")
             scale = np.load(folder / SCALE) if cfg["dtype"] == "int8" else None
-        except (OSError, ValueError) as e:
-            raise IndexError_(f"{folder}: unreadable dense embeddings ({e})") from None
+        except Exception as e:  # noqa: BLE001 - a damaged .npy header fails in numpy's literal parser, any way
+            raise IndexError_(f"{folder}: unreadable dense embeddings ({type(e).__name__}: {e})") from None
         want = {"float32": np.float32, "float16": np.float16, "int8": np.int8}[cfg["dtype"]]
         if data.dtype != want or data.shape != (cfg["docs"], cfg["dim"]):
             raise IndexError_(f"{folder / EMBEDDINGS}: {data.dtype} {data.shape}, the config says "

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_dir as _atomic_dir
-from ..atomic import write_json, write_text
+from ..atomic import write_json, write_text, writer_lock
 from ..errors import IndexError_, ParameterError
 from ..layout import MANIFEST
 
@@ -119,9 +119,10 @@ def npy_header(path: Path) -> tuple[str, tuple]:
             if version not in read:
                 raise ValueError(f"npy format version {version}")
             shape, fortran, dtype = read[version](f)
-    except (ValueError, OSError, SyntaxError, TypeError) as e:
-        raise IndexError_(f"{path}: not a readable array header ({e}); the file is corrupt, rebuild the index") \
-            from None
+    except Exception as e:  # noqa: BLE001 - numpy parses the header as a Python literal: a damaged one
+        # raises whatever its tokenizer meets (ValueError, SyntaxError, tokenize.TokenError, ...)
+        raise IndexError_(f"{path}: not a readable array header ({type(e).__name__}: {e}); the file is corrupt, "
+                          "rebuild the index") from None
     if fortran or dtype.hasobject:
         raise IndexError_(f"{path}: array header says {'Fortran order' if fortran else 'object dtype'}, "
                           f"which lsr never writes; the file is corrupt, rebuild the index")
@@ -211,15 +212,27 @@ def read_manifest(folder: Path) -> dict:
     if "checksum" in manifest and manifest["checksum"] != manifest_checksum(manifest):
         raise IndexError_(f"{path}: manifest checksum mismatch (the manifest was edited or corrupted); "
                           f"rebuild the index with `lsr index`")
+    if "checksum" not in manifest and _written_with_checksums(manifest):
+        # Dropping the field must not turn the protection off: only a manifest an older lsr wrote lacks it.
+        raise IndexError_(f"{path}: the manifest's checksum is missing (the manifest was edited or corrupted); "
+                          f"rebuild the index with `lsr index`")
     if not isinstance(manifest.get("files"), dict) or not all(
             isinstance(v, dict) and isinstance(v.get("bytes"), int) for v in manifest["files"].values()):
         raise IndexError_(f"{path}: the manifest's 'files' entry is missing or malformed; rebuild the index")
     return manifest
 
 
+def _written_with_checksums(manifest: dict) -> bool:
+    """Whether anything in ``manifest`` is of this lsr's making (an identity, xxh3 or head-tail hashes)."""
+    files = manifest.get("files")
+    entries = files.values() if isinstance(files, dict) else ()
+    return "index_id" in manifest or any(isinstance(v, dict) and ("xxh3_128" in v or "head_tail" in v)
+                                         for v in entries)
+
+
 def is_legacy(manifest: dict) -> bool:
     """Written by an lsr before manifests were checksummed (files carry sha256 only)."""
-    return "checksum" not in manifest
+    return "checksum" not in manifest and not _written_with_checksums(manifest)
 
 
 def check_version(folder: Path, manifest: dict, readable: tuple[int, ...]) -> None:
@@ -324,8 +337,8 @@ def load_array(folder: Path, name: str, mmap: bool = True) -> np.ndarray:
     path = folder / f"{name}.npy"
     try:
         return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-    except (ValueError, OSError) as e:
-        raise IndexError_(f"{path}: unreadable array ({e})") from None
+    except Exception as e:  # noqa: BLE001 - as in npy_header: any failure to parse is a damaged file
+        raise IndexError_(f"{path}: unreadable array ({type(e).__name__}: {e})") from None
 
 
 def update_manifest(folder: Path, updates: dict, files: tuple[str, ...] = ()) -> dict:
@@ -337,6 +350,11 @@ def update_manifest(folder: Path, updates: dict, files: tuple[str, ...] = ()) ->
     checksum recomputed, so a crash leaves either the old or the new one.
     """
     folder = Path(folder)
+    with writer_lock(folder, IndexError_):  # read-modify-write: no other writer in between
+        return _update_manifest(folder, updates, files)
+
+
+def _update_manifest(folder: Path, updates: dict, files: tuple[str, ...]) -> dict:
     manifest = read_manifest(folder)
     for key, value in updates.items():
         if isinstance(value, dict) and isinstance(manifest.get(key), dict):
@@ -364,7 +382,12 @@ def add_file(folder: Path, name: str, data: bytes | str) -> Path:
     hybrid.json): an unlisted file makes the index refuse to open.
     """
     folder = Path(folder)
-    read_manifest(folder)  # an index, with an intact manifest, before anything is written
+    with writer_lock(folder, IndexError_):
+        read_manifest(folder)  # an index, with an intact manifest, before anything is written
+        return _add_file(folder, name, data)
+
+
+def _add_file(folder: Path, name: str, data: bytes | str) -> Path:
     path = folder / name
     if isinstance(data, str):
         write_text(path, data)

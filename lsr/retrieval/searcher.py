@@ -23,6 +23,8 @@ class Searcher:
         info = self.index.manifest.get("encoder") or {}
         self.encoder_kind = info.get("kind")
         self.model_name = model or info.get("name")
+        # The model's files when the index was built; None when a model is passed (used as given).
+        self.model_fingerprint = None if model else info.get("fingerprint")
         self.max_length = int(info.get("max_length", 256))
         self._encoder = None
         self._lock = threading.Lock()
@@ -72,10 +74,24 @@ class Searcher:
                     # Queries only: a token-weight query side (inference-free) loads without torch.
                     from ..encoders import load_query_encoder
                     self._encoder = load_query_encoder(self.model_name, max_length=self.max_length)
+                    self._check_model()
                 if self._encoder.vocab.fingerprint != self.index.vocab.fingerprint:
                     raise ModelError(f"model {self.model_name!r} has a different vocabulary than "
                                      f"the index {self.index_dir}")
         return self._encoder
+
+    def _check_model(self) -> None:
+        """Refuse a model whose files changed since the index was built (retrained in place, another
+        model at the path): its queries would be encoded unlike the documents, and results silently worse."""
+        if not self.model_fingerprint:
+            return  # an index written before fingerprints were recorded
+        from ..encoders.fingerprint import model_fingerprint
+        now = model_fingerprint(self.model_name)
+        if now != self.model_fingerprint:
+            self._encoder = None
+            raise ModelError(f"model {self.model_name!r} is not the one the index {self.index_dir} was built with "
+                             f"(its files changed: fingerprint {now}, the index records {self.model_fingerprint}); "
+                             "rebuild the index (from Python, Searcher(index, model=...) uses a model as given)")
 
     def encode_queries(self, texts: Sequence[str]):
         for i, t in enumerate(texts):

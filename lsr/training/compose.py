@@ -31,6 +31,13 @@ def compose_model(name: str, output, idf_corpus: str | None = None, split: str |
     spec = parse_name(name)
     if spec is None:
         raise ModelError(f"{name!r} is not a composition name (see `lsr models`)")
+    from ..atomic import check_replaceable
+    from ..layout import MODEL_SETTINGS
+    if idf_corpus:
+        from ..retrieval.build import refuse_overlap
+        refuse_overlap(output, idf_corpus, LsrError)  # replacing it would delete the corpus being read
+    if overwrite:  # before any work: --overwrite replaces a model lsr wrote, never someone's folder
+        check_replaceable(output, MODEL_SETTINGS, LsrError)
     if output.exists() and (not output.is_dir() or any(output.iterdir())) and not overwrite:
         raise LsrError(f"{output} exists and is not empty; pass overwrite=True (--overwrite) to replace it")
     idf = None
@@ -45,7 +52,7 @@ def compose_model(name: str, output, idf_corpus: str | None = None, split: str |
     model = build(spec, idf=idf, max_length=max_length, query_k=query_budget, document_k=document_budget)
     from ..atomic import atomic_dir
     from ..encoders.splade import record_max_length
-    with atomic_dir(output, overwrite=True) as tmp:
+    with atomic_dir(output, overwrite=True, replaces=MODEL_SETTINGS) as tmp:
         model.save(str(tmp))
         record_max_length(tmp, max_length)
     return output
