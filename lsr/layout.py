@@ -5,7 +5,7 @@ here, so the layout is stated once and a reader of the docs can find the
 code that owns each file.
 
     INDEX/
-      manifest.json      written last; lists every other file with size and sha256
+      manifest.json      written last, checksummed; every other file with size, hashes, array header
       vocab.json         the vocabulary the vectors' dimensions refer to
       doc_ids.parquet    external ids, row i = document number i
       docs.parquet       document store (title, text)
