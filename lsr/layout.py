@@ -15,7 +15,7 @@ code that owns each file.
       bm25/              BM25 statistics, when the index itself is BM25
       dense/             dense embeddings (dense.json, embeddings.npy, scale.npy)
       lexical/           a BM25 exact index of the same documents (itself an index directory)
-      hybrid.json        fusion settings stored by `lsr tune-hybrid`
+      hybrid.json        fusion settings an older lsr's `lsr tune-hybrid` wrote (now in the manifest)
 """
 from __future__ import annotations
 

@@ -316,3 +316,32 @@ def test_a_damaged_array_header_is_an_index_error_on_every_level(copy, verify):
     from lsr.index.storage import npy_header
     with pytest.raises(IndexError_, match=r"post_docs.npy: not a readable array header \(TokenError"):
         npy_header(path)
+
+
+def test_retriever_verifies_by_default(copy):
+    from lsr import Retriever
+    from lsr.retrieval import Searcher
+    folder = copy("exact")
+    path = folder / "post_vals.npy"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x40  # a same-size change of one weight: sizes and headers still agree
+    path.write_bytes(bytes(data))
+    for open_ in (Retriever.load, Searcher):
+        with pytest.raises(IndexError_, match=r"checksum mismatch for post_vals.npy \(xxh3_128"):
+            open_(folder)
+
+
+def test_tuned_hybrid_settings_live_in_the_manifest_and_an_old_hybrid_json_still_reads(copy):
+    from lsr.retrieval.hybrid import HybridConfig, HybridSearcher
+    folder = copy("exact")
+    config = HybridConfig(lists=("sparse", "bm25"), weights=(0.3, 0.7))
+    update_manifest(folder, {"hybrid": config.to_json()})  # what HybridSearcher.save_config does
+    assert HybridSearcher.stored_config(folder) == config and load_index(folder)
+    # an index an older lsr tuned: hybrid.json beside a manifest without checksum, not listed in it
+    m = _manifest(folder)
+    for key in ("checksum", "index_id", "hybrid"):
+        m.pop(key)
+    m["files"] = {name: {"bytes": info["bytes"], "sha256": info["sha256"]} for name, info in m["files"].items()}
+    _write_manifest(folder, m, sign=False)
+    (folder / "hybrid.json").write_text(json.dumps(config.to_json()))
+    assert HybridSearcher.stored_config(folder) == config and len(load_index(folder)) == N

@@ -248,7 +248,8 @@ def test_hybrid_index_search_eval_and_tuning_on_med(tmp_path):
     out = json.loads(r.stdout)
     assert len(out["grid"]) == 3 * 5  # (convex minmax, convex zscore, rrf) x 5 weight pairs
     best = max(out["grid"], key=lambda g: g["nDCG@10"])
-    stored = json.loads((idx / "hybrid.json").read_text())
+    stored = json.loads((idx / "manifest.json").read_text())["hybrid"]  # committed with the manifest, one rename
+    assert not (idx / "hybrid.json").exists()
     assert stored["weights"] == best["weights"] and stored["tuned_on"]["queries"] == 15
     explicit = ndcg("--hybrid", "--fusion", stored["fusion"], "--norm", stored["norm"],
                     "--weights", ",".join(map(str, stored["weights"])))

@@ -465,3 +465,17 @@ def test_dense_save_does_not_replace_an_existing_folder_unless_asked(tmp_path):
     with pytest.raises(IndexError_, match="already exists"):
         dense.save(tmp_path / "dense")
     dense.save(tmp_path / "dense", overwrite=True)
+
+
+def test_an_empty_document_matches_no_query(tmp_path):
+    from lsr.retrieval import Searcher
+    corpus = tmp_path / "corpus.jsonl"
+    rows = [{"_id": "empty", "title": "", "text": "   "},
+            {"_id": "bones", "title": "", "text": "Vitamin D deficiency weakens bones."}]
+    corpus.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    build_index(str(corpus), "splade-tiny", tmp_path / "idx", index_type="exact", progress=False)
+    s = Searcher(tmp_path / "idx")
+    # splade-tiny gives an empty text terms of its own ('is', 'means', 'and', ...): emptied at encoding
+    for q in ("what is the meaning of parts and movement", "vitamin d"):
+        assert "empty" not in [h.doc_id for h in s.search(q, k=10)]
+    assert s.index.batch_search(s.encode_queries(["is means and"]), k=2)[0][0][0] != "empty"

@@ -1,17 +1,14 @@
 """Hybrid retrieval: fuse the lists of several retrievers over one index directory, with PRF.
 
-An index directory can hold up to three representations of the same
-documents, in the same document numbering:
-
-* ``sparse``: the index itself (a learned-sparse model, or BM25 when built
-  with ``--model bm25``);
-* ``dense``: ``<index>/dense/`` (``lsr index ... --dense minilm``);
-* ``bm25``: ``<index>/lexical/``, a BM25 exact index (``lsr index ... --bm25``).
+An index directory holds up to three lists of the same documents, in one
+numbering: ``sparse`` (the index itself; BM25 when built with ``--model
+bm25``), ``dense`` (``<index>/dense/``, ``--dense minilm``) and ``bm25``
+(``<index>/lexical/``, a BM25 exact index, ``--bm25``).
 
 :class:`HybridSearcher` searches any subset of them ``depth`` deep, applies
 pseudo-relevance feedback (:mod:`.prf`) before, after or around fusion, and
 fuses the lists (:mod:`.fusion`). Weights come, in order, from the caller,
-from ``<index>/hybrid.json`` (written by ``lsr tune-hybrid``), or equal.
+from the manifest's "hybrid" entry (written by ``lsr tune-hybrid``), or equal.
 """
 from __future__ import annotations
 
@@ -35,7 +32,7 @@ SETTINGS = layout.HYBRID_SETTINGS
 
 @dataclass
 class HybridConfig:
-    """What a hybrid search does; saved as ``<index>/hybrid.json`` by tuning."""
+    """What a hybrid search does; stored in the index's manifest by tuning."""
 
     lists: tuple = ("sparse", "dense")
     weights: tuple | None = None  # one per list; None: equal
@@ -181,17 +178,20 @@ class HybridSearcher:
 
     @staticmethod
     def stored_config(index_dir) -> HybridConfig | None:
-        path = Path(index_dir) / SETTINGS
-        if not path.exists():
-            return None
+        """The tuned settings: the manifest's "hybrid" entry (one atomic commit), else an old lsr's hybrid.json."""
+        from ..index import storage
+        stored, path = storage.read_manifest(Path(index_dir)).get("hybrid"), Path(index_dir) / SETTINGS
         try:
-            return HybridConfig.from_json(json.loads(path.read_text()))
-        except (ValueError, TypeError) as e:
-            raise IndexError_(f"{path}: unreadable hybrid settings ({e})") from None
+            stored = json.loads(path.read_text()) if stored is None and path.exists() else stored
+            return None if stored is None else HybridConfig.from_json(stored)
+        except (ValueError, TypeError, AttributeError) as e:
+            raise IndexError_(f"{Path(index_dir)}: unreadable hybrid settings ({e})") from None
 
     def save_config(self, config: HybridConfig | None = None) -> Path:
-        from ..index import storage  # listed in the manifest: an unlisted file makes the index refuse to open
-        return storage.add_file(self.index_dir, SETTINGS, json.dumps((config or self.config).to_json(), indent=2))
+        """Store ``config`` in the manifest: one rename commits it (a file beside it would need two)."""
+        from ..index import storage  # every field is written, so merging into an older entry replaces it
+        storage.update_manifest(self.index_dir, {"hybrid": (config or self.config).to_json()})
+        return self.index_dir / layout.MANIFEST
 
     # ------------------------------------------------------------- search
     def encode(self, texts: Sequence[str]) -> dict:
