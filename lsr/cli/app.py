@@ -165,7 +165,7 @@ def handle_errors(fn):
 for _panel, _commands in (
         ("Search", {"search": search.search, "eval": search.eval_, "ask": search.ask}),
         ("Build", {"index": build.index, "encode": build.encode, "compose": build.compose, "models": build.models,
-                   "check": check.check}),
+                   "check": check.check, "info": check.info}),
         ("Tune and train", {"tune": tune.tune, "tune-hybrid": tune.tune_hybrid, "train": train.train})):
     for _name, _fn in _commands.items():
         app.command(name=_name, cls=Command, rich_help_panel=_panel)(handle_errors(_fn))

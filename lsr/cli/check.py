@@ -1,4 +1,5 @@
-"""``lsr check``: the CheckIndex (verify every file of an index, report per file, exit 1 on damage)."""
+"""Looking at an index: ``lsr check`` (the CheckIndex: verify every file, report per file, exit 1 on damage)
+and ``lsr info`` (what it holds, from its manifest)."""
 from pathlib import Path
 from typing import Annotated
 
@@ -45,3 +46,39 @@ def check(
             typer.echo(summary(report))
     if not report["ok"]:
         raise IndexError_(summary(report))
+
+
+def info(
+    index_dir: IndexDir,
+    json_: Annotated[bool, flag("--json", help="print docs, deleted, segments, model, index_type, bytes, ... as "
+                                              "JSON")] = False,
+):
+    """What an index holds: model(s), index type, live and deleted documents, segments, bytes on disk,
+    search defaults. Reads only the manifest (instant at any size; `lsr check` verifies the data).
+
+    [b]Example[/b]: lsr info indexes/scifact --json
+    """
+    from ..index.info import index_info
+    report = index_info(index_dir)
+    if json_:
+        print_json(report)
+        return
+    enc = report["encoder"]
+    rows = [("index", report["path"]), ("type", report["index_type"]),
+            ("documents", f"{report['docs']:,} live, {report['deleted']:,} deleted"),
+            ("model", f"{report['model']} ({enc.get('kind')}, max length {enc.get('max_length')})"
+             if report["model"] else "none recorded"),
+            ("lists", ", ".join(report["lists"])
+             + (f" (dense: {report['dense']['model']}, {report['dense']['dtype']})" if report["dense"] else "")),
+            ("segments", ", ".join(f"{s['name']}: {s['docs']:,} docs, {s['bytes']:,} bytes"
+                                   for s in report["segments"])),
+            ("bytes", f"{report['bytes']:,}"),
+            ("vocabulary", f"{report['vocab_size']:,} terms" if report["vocab_size"] else "?")]
+    if report["search_defaults"]:
+        rows.append(("search defaults", ", ".join(f"{k}={v}" for k, v in report["search_defaults"].items())))
+    if report["hybrid"]:
+        rows.append(("hybrid default", f"{'+'.join(report['hybrid']['lists'])} {report['hybrid']['fusion']}"))
+    rows += [("created", report["created"] or "?"), ("index id", report["index_id"] or "(older lsr)")]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        typer.echo(f"{key:<{width}}  {value}")

@@ -1,0 +1,69 @@
+"""What an index holds, from its manifest alone (``lsr info``): models, type, documents, segments, bytes.
+
+Reads the manifest (its checksum verified) and the nested lists' configs,
+never the arrays, so it answers at once on any index size; ``lsr check``
+is what verifies the data. Today an index is one segment: the folder
+itself. The ``segments`` list is the shape segmented indexes (issue 21)
+will fill, one entry per segment, so scripts written against it keep
+working.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .. import layout
+from . import storage
+
+# The search parameters a seismic index stores as its defaults (``lsr tune`` writes them).
+_SEARCH_DEFAULTS = ("query_cut", "heap_factor", "knn")
+
+
+def _bytes(manifest: dict) -> int:
+    return sum(int(info["bytes"]) for info in manifest["files"].values())
+
+
+def _dense(folder: Path) -> dict | None:
+    path = folder / layout.DENSE_DIR / layout.DENSE_CONFIG
+    if not path.exists():
+        return None
+    cfg = json.loads(path.read_text())  # listed in the verified manifest; load_index checks its values
+    return {"model": cfg.get("model"), "dtype": cfg.get("dtype"), "dim": cfg.get("dim")}
+
+
+def index_info(path) -> dict:
+    """``{"path", "index_type", "docs", "deleted", "segments": [{"name", "docs", "deleted", "bytes",
+    "index_type"}], "model", "encoder", "lists", "dense", "bytes", "search_defaults", "params", "format_version",
+    "index_id", "created", "vocab_size"}`` of the index at ``path``; ``IndexFormatError`` if it is not one."""
+    folder = Path(path)
+    manifest = storage.read_manifest(folder)
+    encoder = manifest.get("encoder") or {}
+    params = manifest.get("params") or {}
+    docs = int((manifest.get("counts") or {}).get("docs", 0))
+    lists = ["sparse"]
+    if layout.has_dense(folder):
+        lists.append("dense")
+    if layout.has_lexical(folder):
+        lists.append("bm25")
+    total = _bytes(manifest) + (folder / layout.MANIFEST).stat().st_size
+    return {
+        "path": str(folder),
+        "index_type": manifest.get("index_type"),
+        "docs": docs,
+        "deleted": 0,  # an index without segments has no tombstones
+        "segments": [{"name": ".", "docs": docs, "deleted": 0, "bytes": total,
+                      "index_type": manifest.get("index_type")}],
+        "model": encoder.get("name"),
+        "encoder": encoder,
+        "lists": lists,
+        "dense": _dense(folder),
+        "bytes": total,
+        "search_defaults": {k: params[k] for k in _SEARCH_DEFAULTS if k in params}
+        if manifest.get("index_type") == "seismic" else {},
+        "hybrid": manifest.get("hybrid"),
+        "params": params,
+        "format_version": manifest.get("format_version"),
+        "index_id": manifest.get("index_id"),
+        "created": manifest.get("created"),
+        "vocab_size": (manifest.get("vocab") or {}).get("size"),
+    }
