@@ -272,6 +272,20 @@ def _publish(tmp: Path, target: Path) -> None:
     _remove(old)
 
 
+def prepare_target(target, overwrite: bool, error: type[LsrError] = LsrError, replaces: str | None = None,
+                   hint: str = "pass overwrite=True / --overwrite to replace it") -> None:
+    """What a writer of ``target`` does first, holding its write lock: repair a swap a dead writer left
+    halfway, delete dead writers' temporaries, and refuse an existing ``target`` unless ``overwrite``
+    (``hint`` says how), and then anything ``replaces`` does not allow (:func:`check_replaceable`)."""
+    target = Path(target)
+    recover(target)
+    clean_leftovers(target)
+    if target.exists() or target.is_symlink():
+        if not overwrite:
+            raise error(f"{target} already exists ({hint})")
+        check_replaceable(target, replaces, error)
+
+
 @contextmanager
 def atomic_dir(target, overwrite: bool = False, error: type[LsrError] = LsrError, replaces: str | None = None):
     """Yield a temporary folder; on success it replaces ``target`` (a folder) with no moment where nothing
@@ -285,12 +299,7 @@ def atomic_dir(target, overwrite: bool = False, error: type[LsrError] = LsrError
     """
     target = Path(target)
     with writer_lock(target, error):
-        recover(target)
-        clean_leftovers(target)
-        if target.exists() or target.is_symlink():
-            if not overwrite:
-                raise error(f"{target} already exists (pass overwrite=True / --overwrite to replace it)")
-            check_replaceable(target, replaces, error)
+        prepare_target(target, overwrite, error, replaces)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = _tmp_name(target)
         if tmp.exists():

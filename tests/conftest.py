@@ -1,5 +1,7 @@
 import os
 import shutil
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,26 @@ if "IR_DATASETS_HOME" not in os.environ and (SHARED / "ir_datasets").is_dir():
     if not home.exists():  # ir_datasets writes next to its archives: never point it at shared/
         shutil.copytree(SHARED / "ir_datasets", home)
     os.environ["IR_DATASETS_HOME"] = str(home)
+
+@contextmanager
+def in_another_thread(enter):
+    """Run ``with enter():`` in another thread and yield while that thread is inside it (a writer holding a
+    lock, say); on leaving, the other thread is let go and joined."""
+    inside, release = threading.Event(), threading.Event()
+
+    def hold():
+        with enter():
+            inside.set()
+            release.wait(10)
+    t = threading.Thread(target=hold)
+    t.start()
+    inside.wait(10)
+    try:
+        yield
+    finally:
+        release.set()
+        t.join()
+
 
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"needs {SHARED} (real BEIR collections; set LSR_SHARED_DATA)")
 

@@ -11,7 +11,7 @@ import scipy.sparse as sp
 from lsr.errors import IndexError_, ParameterError, QueryError
 from lsr.index import ExactIndex, SeismicIndex, load_index
 from lsr.index.docs import write_docstore
-from lsr.index.storage import add_file, manifest_checksum, update_manifest
+from lsr.index.storage import manifest_checksum, update_manifest
 
 Doc = namedtuple("Doc", "doc_id title text metadata")
 N, DIM = 300, 200
@@ -147,7 +147,7 @@ def test_unlisted_files_refused_but_temporaries_ignored(copy):
     (folder / "hybrid.json").write_text("{}")
     with pytest.raises(IndexError_, match="file hybrid.json is not listed in the manifest .*remove the file"):
         load_index(folder)
-    add_file(folder, "hybrid.json", '{"lists": ["sparse"]}')  # how a writer adds a file after the build
+    update_manifest(folder, {}, files=("hybrid.json",))  # how a writer lists a file it added after the build
     assert len(load_index(folder)) == N and "hybrid.json" in _manifest(folder)["files"]
     update_manifest(folder, {"params": {"note": 1}})
     assert load_index(folder).params["note"] == 1
@@ -278,28 +278,16 @@ def test_removing_the_manifest_checksum_does_not_turn_protection_off(copy):
 
 
 def test_writers_into_an_index_take_its_lock(copy):
-    import threading
-
+    from conftest import in_another_thread
     from lsr.atomic import writer_lock
     folder = copy("exact")
-    held, release = threading.Event(), threading.Event()
-
-    def other_writer():
-        with writer_lock(folder):
-            held.set()
-            release.wait(10)
-    t = threading.Thread(target=other_writer)
-    t.start()
-    held.wait(10)
-    try:
+    with in_another_thread(lambda: writer_lock(folder)):
+        (folder / "hybrid.json").write_text("{}")
         with pytest.raises(IndexError_, match="another thread of this process is writing"):
-            add_file(folder, "hybrid.json", "{}")
+            update_manifest(folder, {}, files=("hybrid.json",))
         with pytest.raises(IndexError_, match="another thread of this process is writing"):
             update_manifest(folder, {"params": {"query_cut": 3}})
-    finally:
-        release.set()
-        t.join()
-    add_file(folder, "hybrid.json", "{}")
+    update_manifest(folder, {}, files=("hybrid.json",))
     assert "hybrid.json" in _manifest(folder)["files"] and load_index(folder)
 
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -245,24 +246,21 @@ def test_a_second_writer_in_another_process_gets_a_lock_error(tmp_path):
 
 
 def test_a_second_writer_thread_gets_a_lock_error_and_one_thread_may_nest(tmp_path):
+    from conftest import in_another_thread  # here: subprocesses of this file import it without conftest's path
     target = tmp_path / "idx"
-    inside, release, errors = threading.Event(), threading.Event(), []
+    errors = []
 
+    @contextmanager
     def first():
         with atomic_dir(target) as tmp:
             _fake_index(tmp, 1)
-            inside.set()
-            release.wait(10)
+            yield
 
-    t = threading.Thread(target=first)
-    t.start()
-    inside.wait(10)
-    try:
-        _write(target, 2)
-    except LsrError as e:
-        errors.append(str(e))
-    release.set()
-    t.join()
+    with in_another_thread(first):
+        try:
+            _write(target, 2)
+        except LsrError as e:
+            errors.append(str(e))
     assert errors and "another thread of this process is writing" in errors[0] and str(target) in errors[0]
     assert _version(target) == 1
     from lsr.atomic import writer_lock

@@ -24,7 +24,7 @@ def check_output_file(path, option: str) -> None:
     if path is None:
         return
     path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
+    folder = path.parent  # Path("run.txt").parent is Path(".")
     if path.is_dir():
         raise LsrError(f"{option} {path} is a folder; give a file name")
     if not folder.is_dir():

@@ -37,8 +37,8 @@ def parse_metrics(metrics: Iterable[str] | str | None):
         except Exception:
             raise DataError(f"unknown metric {m!r}{_nearest(m)}: give an ir-measures name such as "
                             f"{', '.join(KNOWN_METRICS)}, with an optional @cutoff (nDCG@10)") from None
-        cutoff = getattr(measure, "params", {}).get("cutoff")
-        if cutoff is not None and (isinstance(cutoff, bool) or not isinstance(cutoff, int) or cutoff < 1):
+        at = cutoff(measure)
+        if at is not None and (isinstance(at, bool) or not isinstance(at, int) or at < 1):
             raise DataError(f"metric {m!r}: the cutoff after @ must be a whole number >= 1 (e.g. nDCG@10)")
         out.append(measure)
     return out

@@ -26,6 +26,14 @@ from .params import NoParams
 NO_FILTER = np.zeros(0, dtype=np.bool_)
 
 
+def valid_k(k) -> int:
+    """``k`` as an int; QueryError for a k that is not an integer >= 1 (True is not a k). Every front door
+    (indexes, dense list, Searcher, HybridSearcher, Retriever) checks k with this."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise QueryError(f"k must be an integer >= 1, got {k!r}")
+    return int(k)
+
+
 def resolve_threads(threads: int | None) -> int:
     if threads == 1:  # the single-query path: no numba lookup
         return 1
@@ -181,9 +189,7 @@ class BaseIndex:
     def check_k(self, k) -> int:
         """``k`` as an int, clamped to the number of documents (as Lucene does: ``k=10**12`` allocates
         nothing huge); QueryError for a k that is not an integer >= 1."""
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise QueryError(f"k must be an integer >= 1, got {k!r}")
-        return min(int(k), len(self))
+        return min(valid_k(k), len(self))
 
     def search_numbers(self, queries, k: int = 10, threads: int | None = None, allowed=None, **params):
         """Top-k internal doc numbers and scores, shape (n_queries, min(k, len(index))); -1 / -inf pad.

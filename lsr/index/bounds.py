@@ -14,13 +14,14 @@ range-checked here too, naming the manifest and the key.
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import IndexError_
 from ..layout import MANIFEST
+from . import params as index_params
+from .params import SeismicSearchParams
 
 
 def _fail(path: Path, name: str, what: str):
@@ -83,14 +84,11 @@ def check_search_defaults(folder: Path, params) -> None:
         return
     if not isinstance(params, dict):
         _manifest_fail(folder, "'params'", f"is {params!r}, expected an object")
-    rules = {"query_cut": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
-             "heap_factor": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
-                             and math.isfinite(v) and v >= 0, "a finite number >= 0"),
-             "knn": (lambda v: _int(v) and v >= 0, "an integer >= 0")}
-    for key, (ok, expected) in rules.items():
+    # The rules search applies to these parameters (params.py), read from the manifest's own wording.
+    for key, rule in index_params.rules(SeismicSearchParams).items():
         value = params.get(key)
-        if value is not None and not ok(value):
-            _manifest_fail(folder, f"'params.{key}'", f"is {value!r}, expected {expected}")
+        if value is not None and rule.problem(value) is not None:
+            _manifest_fail(folder, f"'params.{key}'", f"is {value!r}, expected {rule.expected}")
 
 
 def check_seismic_bounds(path: Path, ix, n: int, dim: int, dir_sample: int) -> None:

@@ -26,10 +26,11 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_dir, write_json
-from ..errors import IndexError_, QueryError
+from ..errors import IndexError_
 from ..layout import DENSE_CONFIG as CONFIG
 from ..layout import DENSE_EMBEDDINGS as EMBEDDINGS
 from ..layout import DENSE_SCALE as SCALE
+from .base import valid_k
 
 FORMAT = 1
 DTYPES = ("float32", "float16", "int8")
@@ -94,9 +95,7 @@ class DenseIndex:
             q = q[None, :]
         if q.shape[1] != self.dim:
             raise ValueError(f"query embeddings have dimension {q.shape[1]}, the dense index {self.dim}")
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise QueryError(f"k must be an integer >= 1, got {k!r}")
-        k = min(int(k), len(self))  # clamped, as the sparse indexes do: k=10**12 allocates nothing huge
+        k = min(valid_k(k), len(self))  # clamped, as the sparse indexes do: k=10**12 allocates nothing huge
         n, kk = len(self), k
         if allowed is not None:
             allowed = np.asarray(allowed, dtype=np.bool_)

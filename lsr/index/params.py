@@ -40,17 +40,19 @@ class Rule:
     def problem(self, value) -> str | None:
         """Why ``value`` breaks the rule ("must be ..., got ..."), or None when it keeps it."""
         if isinstance(value, (bool, np.bool_)):
-            return f"must be {self._typed()}, got {value!r}"
+            return f"must be {self.expected}, got {value!r}"
         if self.kind == "integer":
             if not isinstance(value, (int, np.integer)):
-                return f"must be {self._typed()}, got {value!r}"
+                return f"must be {self.expected}, got {value!r}"
             return None if self.ok(int(value)) else f"must be {self.bound}, got {int(value)}"
         if not isinstance(value, (int, float, np.integer, np.floating)):
-            return f"must be {self._typed()}, got {value!r}"
+            return f"must be {self.expected}, got {value!r}"
         x = float(value)
         return None if math.isfinite(x) and self.ok(x) else f"must be {self.bound}, got {x}"
 
-    def _typed(self) -> str:
+    @property
+    def expected(self) -> str:
+        """What a value must be: "an integer >= 1", "a finite number >= 0"."""
         return f"an integer {self.bound}" if self.kind == "integer" else self.bound
 
 
@@ -108,9 +110,6 @@ def check(given, params_type, what: str) -> None:
     raise ParameterError(f"unknown {what} parameter {name!r} ({takes}){hint}")
 
 
-_GOOD: set = set()  # (rule id, type, value) of values that passed their rule (rules live as long as the process)
-
-
 def check_values(values, params_type, where: str | None = None) -> None:
     """Refuse a value (not None) of ``values`` ({name: value}) that breaks its field's rule in
     ``params_type``; names without a rule (or unknown to it) are not looked at.
@@ -124,14 +123,7 @@ def check_values(values, params_type, where: str | None = None) -> None:
         rule = table.get(name)
         if rule is None or value is None:
             continue
-        # Per search call: a value that passed before costs one lookup. The key has the value's type:
-        # True == 1 == 1.0 as set members, but only 1 is a valid query_cut.
-        key = (id(rule), type(value), value)
-        if key in _GOOD:
-            continue
         problem = rule.problem(value)
-        if problem is None and len(_GOOD) < 1024:
-            _GOOD.add(key)
         if problem is not None:
             if where is None:
                 raise ParameterValueError(f"{name} {problem}")

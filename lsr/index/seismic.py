@@ -38,7 +38,6 @@ from ..errors import IndexError_
 from ..sparse import SparseVectors, as_sparse_vectors
 from . import bounds
 from .base import NO_FILTER, BaseIndex, run_kernel
-from .bounds import check_seismic_bounds
 from .params import SeismicSearchParams
 
 # Importable from here as before the build moved to seismic_build.py (bench/ uses them).
@@ -142,7 +141,7 @@ class SeismicIndex(BaseIndex):
               and (n == 0 or len(self.knn_nbrs) % n == 0) and (n > 0 or len(self.knn_nbrs) == 0))
         if not ok:
             raise IndexError_(f"{path}: array sizes disagree with each other (corrupt index); rebuild the index")
-        check_seismic_bounds(path, self, n, dim, DIR_SAMPLE)
+        bounds.check_seismic_bounds(path, self, n, dim, DIR_SAMPLE)
 
     # ----------------------------------------------------------------- search
     # Software prefetching of documents pays off once the forward index

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_dir as _atomic_dir
-from ..atomic import write_json, write_text, writer_lock
+from ..atomic import write_json, writer_lock
 from ..errors import IndexError_, ParameterError
 from ..layout import MANIFEST
 
@@ -344,9 +344,9 @@ def load_array(folder: Path, name: str, mmap: bool = True) -> np.ndarray:
 def update_manifest(folder: Path, updates: dict, files: tuple[str, ...] = ()) -> dict:
     """Change top-level manifest entries (e.g. search defaults) atomically, re-describing ``files``.
 
-    ``files`` names files the caller has (re)written in the folder (e.g.
-    hybrid.json): they are listed anew; a name whose file is gone is
-    dropped. Other files keep their entries. Only the manifest is rewritten,
+    ``files`` names files the caller has (re)written in the folder: they
+    are listed anew (an unlisted file makes the index refuse to open); a
+    name whose file is gone is dropped. Other files keep their entries. Only the manifest is rewritten,
     checksum recomputed, so a crash leaves either the old or the new one.
     """
     folder = Path(folder)
@@ -373,27 +373,3 @@ def _update_manifest(folder: Path, updates: dict, files: tuple[str, ...]) -> dic
         write_json(folder / MANIFEST, manifest)
         return manifest
     return _write(folder, manifest)
-
-
-def add_file(folder: Path, name: str, data: bytes | str) -> Path:
-    """Write ``name`` into the index ``folder`` (atomically) and list it in the manifest.
-
-    For files stored into an index after its build (``lsr tune-hybrid``'s
-    hybrid.json): an unlisted file makes the index refuse to open.
-    """
-    folder = Path(folder)
-    with writer_lock(folder, IndexError_):
-        read_manifest(folder)  # an index, with an intact manifest, before anything is written
-        return _add_file(folder, name, data)
-
-
-def _add_file(folder: Path, name: str, data: bytes | str) -> Path:
-    path = folder / name
-    if isinstance(data, str):
-        write_text(path, data)
-    else:
-        from ..atomic import atomic_file
-        with atomic_file(path, "wb") as f:
-            f.write(data)
-    update_manifest(folder, {}, files=(name,))
-    return path

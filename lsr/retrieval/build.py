@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import layout
-from ..atomic import INDEX_FORMAT, check_replaceable, clean_leftovers, recover
+from ..atomic import INDEX_FORMAT, prepare_target
 from ..data import Dataset, load_dataset
 from ..errors import DataError, IndexError_, LsrError, ModelError, ParameterError
 from ..index import INDEX_TYPES
@@ -55,11 +55,9 @@ def build_index(dataset: str | Dataset, model: str | None, output, index_type: s
         raise IndexError_(f"unknown index type {index_type!r} (choose from {', '.join(INDEX_TYPES)})")
     refuse_overlap(output, dataset, IndexError_)
     with writer_lock(output, IndexError_):
-        recover(output)  # a swap a killed writer left halfway: the old or new index back in place first
-        clean_leftovers(output)  # dead builds' temporaries: their disk back before this one encodes
-        if (output.exists() or output.is_symlink()) and not overwrite:
-            raise IndexError_(f"{output} already exists (use --overwrite to replace it)")
-        check_replaceable(output, INDEX_FORMAT, IndexError_)
+        # Before any encoding, what publishing will check too: an interrupted swap repaired, dead builds'
+        # temporaries deleted (their disk back), an existing output refused unless --overwrite and an lsr index.
+        prepare_target(output, overwrite, IndexError_, INDEX_FORMAT, hint="use --overwrite to replace it")
         return _build(dataset, model, output, index_type, max_length, batch_size, overwrite, progress, shard_size,
                       split, keep_vectors, params, dense, dense_dtype, bm25)
 
@@ -152,8 +150,9 @@ def _build(dataset, model, output: Path, index_type, max_length, batch_size, ove
             DenseIndex.build(emb, dense_dtype, model=dense).save(tmp / layout.DENSE_DIR)
         if bm25:
             # inside this build's temporary folder: under its lock already, nothing there to protect
-            _build(docs_source, "bm25", tmp / layout.LEXICAL_DIR, "exact", None, None, False, progress, None, None,
-                   False, None, None, None, False)
+            _build(docs_source, "bm25", tmp / layout.LEXICAL_DIR, "exact", max_length=None, batch_size=None,
+                   overwrite=False, progress=progress, shard_size=None, split=None, keep_vectors=False, params=None,
+                   dense=None, dense_dtype=None, bm25=False)
         if encoder_info.get("kind") == "bm25":  # never pre-encoded (refused above): the encoder is at hand
             encoder.save(tmp / layout.BM25_DIR)
         if docs_source is not None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import QueryError
+from ..index.base import valid_k
 
 
 @dataclass
@@ -59,5 +60,4 @@ def check_request(texts, k) -> None:
     an integer >= 1 (True is not a k). A k beyond the number of documents is fine: the indexes clamp it."""
     if isinstance(texts, str):
         raise QueryError("batch_search takes a list of queries; use search() for one")
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise QueryError(f"k must be an integer >= 1, got {k!r}")
+    valid_k(k)
