@@ -42,10 +42,11 @@ seed:
 		mkdir -p "$(IR_DATASETS_HOME)" && cp -rn "$(SHARED)/ir_datasets/." "$(IR_DATASETS_HOME)/"; \
 		echo "seeded IR_DATASETS_HOME=$(IR_DATASETS_HOME) from $(SHARED)/ir_datasets"; fi
 
-$(INDEX)/manifest.json: | install seed
+# Built once (order-only: a folder's time changes as it is used); `lsr add` may have made it segmented since.
+$(INDEX): | install seed
 	$(BIN)/lsr index beir/scifact --model splade-tiny --output $(INDEX) --overwrite
 
-demo: install seed $(INDEX)/manifest.json
+demo: install seed | $(INDEX)
 	$(BIN)/lsr search $(INDEX) "vitamin D deficiency and bone fractures" -k 5
 	$(BIN)/lsr search $(INDEX) "gene expression in cancer stem cells" -k 5
 	$(BIN)/lsr search $(INDEX) "does smoking increase the risk of COVID-19" -k 5

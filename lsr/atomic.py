@@ -113,8 +113,15 @@ def write_json(path, obj, indent: int | None = 2, **kwargs) -> Path:
 
 
 # ------------------------------------------------------------------ folders
+def _has_commit(path) -> bool:
+    """A segmented index's commit point (lsr.index.commit; the name restated: this module imports no lsr)."""
+    return any(Path(path).glob("commit-" + "[0-9]" * 8 + ".json"))
+
+
 def is_lsr_index(path) -> bool:
-    """Whether ``path`` is a folder holding lsr's index manifest (format "lsr-index")."""
+    """Whether ``path`` is a folder holding lsr's index manifest (format "lsr-index") or commit points."""
+    if not (Path(path) / MANIFEST).exists() and Path(path).is_dir() and _has_commit(path):
+        return True
     try:
         with open(Path(path) / MANIFEST, encoding="utf-8") as f:
             manifest = json.load(f)
@@ -198,7 +205,7 @@ def recover(target) -> Path | None:
     target = Path(target)
     if target.exists() or target.is_symlink():
         return None
-    complete = [p for p in _leftovers(target, "tmp") if (p / MANIFEST).is_file()]
+    complete = [p for p in _leftovers(target, "tmp") if (p / MANIFEST).is_file() or _has_commit(p)]
     for choice in complete + _leftovers(target, "old"):
         try:
             os.rename(choice, target)

@@ -16,6 +16,13 @@ code that owns each file.
       dense/             dense embeddings (dense.json, embeddings.npy, scale.npy)
       lexical/           a BM25 exact index of the same documents (itself an index directory)
       hybrid.json        fusion settings an older lsr's `lsr tune-hybrid` wrote (now in the manifest)
+
+A segmented index (lsr add / delete / merge; lsr.index.commit) holds instead:
+
+    INDEX/
+      commit-00000003.json             the commit point: segments, live-docs files, settings (newest wins)
+      seg-00000001/                    a segment: everything above, one complete index folder
+      seg-00000001.live-00000003.npy   its live documents (bool per document) as of commit 3
 """
 from __future__ import annotations
 
@@ -32,6 +39,7 @@ SHARD_GLOB = "shard-*.parquet"  # the encoded shards, in corpus order
 BM25_DIR = "bm25"
 BM25_CONFIG = "bm25.json"
 BM25_DF = "bm25_df.npy"
+BM25_OWN_DF = "bm25_own_df.npy"  # a segment's own document frequencies (segmented indexes)
 DENSE_DIR = "dense"
 DENSE_CONFIG = "dense.json"
 DENSE_EMBEDDINGS = "embeddings.npy"
@@ -39,6 +47,10 @@ DENSE_SCALE = "scale.npy"  # int8 storage only
 LEXICAL_DIR = "lexical"
 HYBRID_SETTINGS = "hybrid.json"
 MODEL_SETTINGS = "lsr_model.json"  # inside a model folder lsr saved: {"max_length": N} it was trained/built for
+COMMIT_PREFIX = "commit-"  # commit-<generation, 8 digits>.json
+COMMIT_GLOB = COMMIT_PREFIX + "[0-9]" * 8 + ".json"
+SEGMENT_PREFIX = "seg-"  # seg-<number, 8 digits>/
+LIVE_INFIX = ".live-"  # seg-<number>.live-<generation>.npy
 PARTIAL_SUFFIX = ".partial"  # INDEX.partial/vectors: encoding in progress, resumed by the next `lsr index`
 
 
@@ -58,3 +70,21 @@ def has_dense(index_dir) -> bool:
 
 def has_lexical(index_dir) -> bool:
     return (Path(index_dir) / LEXICAL_DIR / MANIFEST).exists()
+
+
+def commit_name(generation: int) -> str:
+    return f"{COMMIT_PREFIX}{generation:08d}.json"
+
+
+def segment_name(number: int) -> str:
+    return f"{SEGMENT_PREFIX}{number:08d}"
+
+
+def live_name(segment: str, generation: int) -> str:
+    return f"{segment}{LIVE_INFIX}{generation:08d}.npy"
+
+
+def is_segmented(index_dir) -> bool:
+    """Whether ``index_dir`` holds commit points (a segmented index) rather than one index's manifest."""
+    index_dir = Path(index_dir)
+    return not (index_dir / MANIFEST).exists() and any(index_dir.glob(COMMIT_GLOB))

@@ -20,7 +20,9 @@ def run(*args):
 def tiny_index(tmp_path_factory):
     from conftest import ROOT
     out = tmp_path_factory.mktemp("idx") / "tiny"
-    res = run("index", ROOT / "data/fixtures/tiny_corpus.jsonl", "--model", "splade-tiny", "--output", out, "-q")
+    # seismic forced (auto would pick exact for 4 documents): its tests exercise the seismic options
+    res = run("index", ROOT / "data/fixtures/tiny_corpus.jsonl", "--model", "splade-tiny", "--output", out,
+              "--index-type", "seismic", "-q")
     assert res.exit_code == 0, res.output
     return out
 

@@ -49,8 +49,9 @@ def index(
     dataset: Dataset,
     output: Annotated[Path, typer.Option("--output", "-o", metavar="DIR", help="index directory to create")],
     model: Model = None,
-    index_type: Annotated[str, typer.Option("--index-type", metavar="seismic|exact", help="seismic (approximate, "
-                                            "fast) or exact")] = "seismic",
+    index_type: Annotated[str, typer.Option("--index-type", metavar="auto|seismic|exact", help="auto: exact below "
+                                            "50,000 documents, else seismic (approximate, fast); or force "
+                                            "either")] = "auto",
     max_length: Annotated[Optional[int], typer.Option(
         "--max-length", min=1, metavar="N", help="tokens per document for a neural model (default: the one a "
         "model from `lsr train` records, else 256)")] = None,
@@ -75,15 +76,17 @@ def index(
     indexes BM25 impact vectors instead of a model's. --dense minilm adds dense
     embeddings (and a BM25 list), fused with the sparse list by `lsr search --hybrid`.
 
-    The default seismic index is approximate (recall@10 about 0.99 against exact
-    search at its default settings); --index-type exact scores every posting.
+    By default a collection under 50,000 documents gets an exact index (every
+    posting scored: smaller and as fast there) and a larger one a seismic index
+    (approximate: recall@10 about 0.99 against exact at its default settings);
+    --index-type seismic or exact forces either.
 
     [b]Example[/b]: lsr index beir/scifact --model splade-tiny --output indexes/scifact
     """
     from ..errors import IndexError_
     from ..retrieval import build_index
     t0 = time.time()
-    if knn and index_type != "seismic":
+    if knn and index_type not in ("seismic", "auto"):
         raise IndexError_(f"--knn applies to the seismic index, not {index_type!r}")
     idx = build_index(dataset, model, output, index_type=index_type, max_length=max_length,
                       batch_size=batch_size, overwrite=overwrite, progress=not quiet, split=split,

@@ -112,9 +112,15 @@ def check_seismic_options(index_dir: Path, params: dict) -> None:
     """Refuse seismic options on an index type that does not take them, naming the options and the type."""
     if not params:
         return
+    from .. import layout
     from ..errors import ParameterError
     from ..index import INDEX_TYPES, storage
-    index_type = storage.read_manifest(index_dir).get("index_type")
+    if layout.is_segmented(index_dir):  # the seismic segments take them (small ones are searched exactly)
+        from ..index import commit as commits
+        kinds = {s.get("index_type") for s in commits.newest(index_dir)["segments"]}
+        index_type = "seismic" if "seismic" in kinds else "exact"
+    else:
+        index_type = storage.read_manifest(index_dir).get("index_type")
     cls = INDEX_TYPES.get(index_type)
     if cls is None:
         return  # load_index names the unknown type

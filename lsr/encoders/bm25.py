@@ -34,6 +34,7 @@ from ..atomic import atomic_file, write_json
 from ..errors import DataError, ModelError
 from ..layout import BM25_CONFIG as CONFIG
 from ..layout import BM25_DF as DF_FILE
+from ..layout import BM25_OWN_DF as OWN_DF_FILE
 from ..sparse import SparseVectors, Vocabulary
 from .names import is_bm25_name, parse_bm25_name  # noqa: F401 (the grammar lives in .names; re-exported)
 
@@ -113,6 +114,44 @@ class BM25Encoder:
         self.idf = np.log1p((self.n_docs - self.df + 0.5) / (self.df + 0.5)).astype(np.float32)
         self.max_length = 0  # no truncation: recorded in index manifests like a model's
         self.name = "bm25"  # what an index records; build_index sets the full spec (bm25:k1=...)
+        # The documents this encoder weighted, when the statistics above are a whole index's (a segment
+        # added to a segmented index, lsr.retrieval.writer): their own df, count and total length.
+        self.own: dict | None = None
+
+    def own_stats(self) -> tuple[np.ndarray, int, float]:
+        """(df, documents, total length) of the documents this encoder weighted."""
+        if self.own is None:
+            return self.df, self.n_docs, self.n_docs * self.avgdl
+        return self.own["df"], int(self.own["docs"]), float(self.own["length"])
+
+    def extended(self, texts: Sequence[str], base: BM25Encoder | None = None) -> BM25Encoder:
+        """An encoder for new documents ``texts`` joining an index whose statistics are ``base`` (default:
+        this one): vocabulary extended with their new terms (old term numbers unchanged), df, N and
+        average length global; it records the new documents' own statistics for later combinations."""
+        base = base or self
+        terms = list(base.vocab.tokens)
+        ids = {t: i for i, t in enumerate(terms)}
+        own_df: dict[int, int] = {}
+        length = 0
+        for text in texts:
+            analysed = self.analyzer(text)
+            length += len(analysed)
+            for t in dict.fromkeys(analysed):
+                i = ids.setdefault(t, len(ids))
+                if i == len(terms):
+                    terms.append(t)
+                own_df[i] = own_df.get(i, 0) + 1
+        df = np.zeros(len(terms), np.int64)
+        df[:len(base.df)] = base.df
+        own = np.zeros(len(terms), np.int64)
+        own[list(own_df)] = list(own_df.values())
+        n = base.n_docs + len(texts)
+        total = base.n_docs * base.avgdl + length
+        out = BM25Encoder(terms, df + own, n, max(total / max(n, 1), 1e-9), self.k1, self.b,
+                          self.analyzer.stopwords_name, self.analyzer.stemmer_name, self.query_weights)
+        out.name = self.name
+        out.own = {"df": own, "docs": len(texts), "length": float(length)}
+        return out
 
     # ------------------------------------------------------------------ fit
     @classmethod
@@ -196,7 +235,12 @@ class BM25Encoder:
         folder.mkdir(parents=True, exist_ok=True)
         with atomic_file(folder / DF_FILE, "wb") as f:
             np.save(f, self.df)
-        write_json(folder / CONFIG, self.config(), indent=None)  # last: its presence means complete
+        config = self.config()
+        if self.own is not None:
+            with atomic_file(folder / OWN_DF_FILE, "wb") as f:
+                np.save(f, np.asarray(self.own["df"], np.int64))
+            config["own"] = {"docs": int(self.own["docs"]), "length": float(self.own["length"])}
+        write_json(folder / CONFIG, config, indent=None)  # last: its presence means complete
         return folder
 
     @classmethod
@@ -214,8 +258,41 @@ class BM25Encoder:
             got = cfg.get("format") if isinstance(cfg, dict) else type(cfg).__name__
             raise ModelError(f"{path}: BM25 statistics format {got!r}; this lsr reads {FORMAT}")
         try:
-            return cls(cfg["terms"], df, cfg["n_docs"], cfg["avgdl"], cfg["k1"], cfg["b"], cfg["stopwords"],
-                       cfg["stemmer"], query_weights or cfg["query_weights"])
-        except (KeyError, TypeError, ValueError) as e:
+            enc = cls(cfg["terms"], df, cfg["n_docs"], cfg["avgdl"], cfg["k1"], cfg["b"], cfg["stopwords"],
+                      cfg["stemmer"], query_weights or cfg["query_weights"])
+            if "own" in cfg:
+                own_df = np.load(folder / OWN_DF_FILE, allow_pickle=False)
+                if own_df.shape != enc.df.shape or (own_df < 0).any() or (own_df > enc.df).any():
+                    raise ValueError(f"{OWN_DF_FILE} does not fit the statistics")
+                enc.own = {"df": own_df, "docs": int(cfg["own"]["docs"]), "length": float(cfg["own"]["length"])}
+            return enc
+        except (KeyError, TypeError, ValueError, OSError) as e:
             raise ModelError(f"{path}: damaged BM25 statistics ({type(e).__name__}: {e}); rebuild the index") from None
+
+
+def combine(encoders: Sequence[BM25Encoder], where: str = "the index") -> tuple[BM25Encoder, list[np.ndarray]]:
+    """Global statistics over segments, each weighted by its own encoder: (the query encoder, per segment
+    the factor global IDF / the IDF its documents were weighted with, per term of its vocabulary).
+
+    Segments' vocabularies are prefixes of the longest (each added segment extends the one before), so a
+    query encoded with the global vocabulary searches every segment; a query term's weight for segment s
+    becomes ``tf * idf_global / idf_s``, and its score the one global statistics give (BM25's length
+    normalisation keeps the average length each segment was written with, until a merge rewrites it).
+    """
+    longest = max(encoders, key=lambda e: e.vocab.size)
+    terms = list(longest.vocab.tokens)
+    df = np.zeros(len(terms), np.int64)
+    n, total = 0, 0.0
+    for e in encoders:
+        size = e.vocab.size
+        if list(e.vocab.tokens[-1:]) != terms[size - 1:size] or (e.k1, e.b) != (longest.k1, longest.b):
+            raise ModelError(f"{where}: segments' BM25 vocabularies or parameters do not agree (corrupt index)")
+        own_df, own_n, own_length = e.own_stats()
+        df[:size] += own_df
+        n += own_n
+        total += own_length
+    g = BM25Encoder(terms, df, n, max(total / max(n, 1), 1e-9), longest.k1, longest.b,
+                    longest.analyzer.stopwords_name, longest.analyzer.stemmer_name, longest.query_weights)
+    g.name = longest.name
+    return g, [g.idf[:e.vocab.size] / e.idf for e in encoders]
 

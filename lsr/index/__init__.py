@@ -19,9 +19,18 @@ def load_index(path, verify=True):
     against the manifest's xxh3 checksums; False / "quick" checks sizes,
     array headers and each file's first and last 64 KiB. Both verify the
     manifest's own checksum, refuse unlisted files and check the arrays'
-    bounds, so a damaged index is an IndexError_, never a crash.
+    bounds, so a damaged index is an IndexError_, never a crash. A
+    segmented index (lsr.IndexWriter) opens as a
+    :class:`lsr.index.segmented.SegmentedIndex` over its newest commit.
     """
     path = Path(path)
+    from ..layout import is_segmented
+    if is_segmented(path):  # the newest commit's segments as one index; it holds the commit while it lives
+        from .segmented import Snapshot
+        snapshot = Snapshot(path, verify)
+        index = snapshot.index()
+        index.snapshot = snapshot
+        return index
     manifest = storage.read_manifest(path)
     cls = INDEX_TYPES.get(manifest.get("index_type"))
     if cls is None:

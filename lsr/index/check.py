@@ -10,6 +10,7 @@ the dense embeddings (finite, shaped as their config says).
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,8 @@ def check_index(path, full: bool = False) -> dict:
     folder = Path(path)
     report = {"index": str(folder), "index_type": None, "index_id": None, "ok": False, "full": full,
               "files": [], "problems": [], "nested": {}}
+    if layout.is_segmented(folder):
+        return _check_segmented(folder, full, report)
     try:
         manifest = storage.read_manifest(folder)
     except IndexError_ as e:
@@ -101,13 +104,52 @@ def _deep(report: dict, folder: Path, files: dict, index) -> None:
             _problem(report, "BOUNDS", str(e), _file_named(str(e), files))
 
 
+def _check_segmented(folder: Path, full: bool, report: dict) -> dict:
+    """The newest commit (checksum, structure), its live-documents files, then every segment checked as an
+    index of its own (nested reports). Files no commit references are listed as garbage, not damage: a
+    killed writer leaves them and the next writer deletes them."""
+    from . import commit as commits
+    report["index_type"] = "segmented"
+    name = layout.commit_name(commits.generations(folder)[-1])
+    try:
+        commit = commits.newest(folder)
+        name = layout.commit_name(commit["generation"])
+    except IndexError_ as e:
+        report["files"].append({"name": name, "bytes": 0, "status": "ok"})
+        _problem(report, "MANIFEST", str(e), name)
+        return report
+    report["files"].append({"name": name, "bytes": (folder / name).stat().st_size, "status": "ok"})
+    report["generation"] = commit["generation"]
+    for entry in commit["segments"]:
+        if entry.get("live"):
+            p = folder / entry["live"]
+            report["files"].append({"name": entry["live"], "bytes": p.stat().st_size if p.exists() else 0,
+                                    "status": "ok"})
+            try:
+                commits.load_live(folder, commit, entry, full=True)
+            except IndexError_ as e:
+                _problem(report, "CHECKSUM", str(e), entry["live"])
+        seg = folder / entry["name"]
+        nested = check_index(seg, full=full)
+        if nested["ok"] and nested.get("index_type") != entry.get("index_type", nested.get("index_type")):
+            _problem(nested, "MANIFEST", f"{seg}: a {nested['index_type']} index, the commit says "
+                                         f"{entry.get('index_type')}", layout.MANIFEST)
+        report["nested"][entry["name"]] = nested
+    keep = commits.referenced(commit)
+    report["garbage"] = sorted(n for n in os.listdir(folder)
+                               if n not in keep and not commits._COMMIT_RE.match(n))
+    report["ok"] = not report["problems"] and all(r["ok"] for r in report["nested"].values())
+    return report
+
+
 def summary(report: dict) -> str:
     """One line: what is damaged, or that all is well."""
     bad = [p for p in report["problems"]]
     for name, nested in report["nested"].items():
         bad += [{**p, "file": f"{name}/{p['file']}" if p["file"] else name} for p in nested["problems"]]
     if not bad:
-        return f"{report['index']}: ok ({len(report['files'])} files verified)"
+        count = len(report["files"]) + sum(len(n["files"]) for n in report["nested"].values())
+        return f"{report['index']}: ok ({count} files verified)"
     first = bad[0]["message"]
     more = f" (and {len(bad) - 1} more problem{'s' if len(bad) > 2 else ''})" if len(bad) > 1 else ""
     return f"{report['index']} is damaged: {first}{more}"

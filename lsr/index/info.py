@@ -2,10 +2,9 @@
 
 Reads the manifest (its checksum verified) and the nested lists' configs,
 never the arrays, so it answers at once on any index size; ``lsr check``
-is what verifies the data. Today an index is one segment: the folder
-itself. The ``segments`` list is the shape segmented indexes (issue 21)
-will fill, one entry per segment, so scripts written against it keep
-working.
+is what verifies the data. A one-folder index (what ``lsr index`` builds)
+is one segment, named "."; a segmented index lists its newest commit's
+segments, each with its type, documents, deletions and bytes.
 """
 from __future__ import annotations
 
@@ -36,6 +35,8 @@ def index_info(path) -> dict:
     "index_type"}], "model", "encoder", "lists", "dense", "bytes", "search_defaults", "params", "format_version",
     "index_id", "created", "vocab_size"}`` of the index at ``path``; ``IndexFormatError`` if it is not one."""
     folder = Path(path)
+    if layout.is_segmented(folder):
+        return _segmented_info(folder)
     manifest = storage.read_manifest(folder)
     encoder = manifest.get("encoder") or {}
     params = manifest.get("params") or {}
@@ -66,4 +67,49 @@ def index_info(path) -> dict:
         "index_id": manifest.get("index_id"),
         "created": manifest.get("created"),
         "vocab_size": (manifest.get("vocab") or {}).get("size"),
+    }
+
+
+def _segmented_info(folder: Path) -> dict:
+    from . import commit as commits
+    commit = commits.newest(folder)
+    settings = commit.get("settings") or {}
+    segments, total = [], (folder / layout.commit_name(commit["generation"])).stat().st_size
+    first = None
+    for entry in commit["segments"]:
+        d = folder / entry["name"]
+        manifest = storage.read_manifest(d)
+        first = first or (d, manifest)
+        size = _bytes(manifest) + (d / layout.MANIFEST).stat().st_size
+        if entry.get("live"):
+            size += (folder / entry["live"]).stat().st_size
+        total += size
+        segments.append({"name": entry["name"], "docs": entry["docs"] - entry["deleted"], "deleted": entry["deleted"],
+                         "bytes": size, "index_type": manifest.get("index_type")})
+    d, manifest = first
+    encoder = manifest.get("encoder") or {}
+    lists = ["sparse"] + (["dense"] if layout.has_dense(d) else []) + (["bm25"] if layout.has_lexical(d) else [])
+    kinds = {s["index_type"] for s in segments}
+    return {
+        "path": str(folder),
+        "index_type": kinds.pop() if len(kinds) == 1 else "mixed",
+        "requested_type": settings.get("index_type"),
+        "docs": sum(s["docs"] for s in segments),
+        "deleted": sum(s["deleted"] for s in segments),
+        "segments": segments,
+        "model": encoder.get("name"),
+        "encoder": encoder,
+        "lists": lists,
+        "dense": _dense(d),
+        "bytes": total,
+        "search_defaults": dict(settings.get("search") or {}),
+        "hybrid": settings.get("hybrid"),
+        "params": manifest.get("params") or {},
+        "format_version": manifest.get("format_version"),
+        "index_id": manifest.get("index_id"),
+        "created": commit.get("created"),
+        "vocab_size": (manifest.get("vocab") or {}).get("size"),
+        "generation": commit["generation"],
+        "exact_below": settings.get("exact_below"),
+        "merge_policy": settings.get("merge"),
     }

@@ -19,7 +19,7 @@ from ..index import INDEX_TYPES
 from ..layout import partial_dir
 
 
-def build_index(dataset: str | Dataset, model: str | None, output, index_type: str = "seismic",
+def build_index(dataset: str | Dataset, model: str | None, output, index_type: str = "auto",
                 max_length: int | None = None, batch_size: int | None = None, overwrite: bool = False,
                 progress: bool = True, shard_size: int | None = None, split: str | None = None,
                 keep_vectors: bool = True, params: dict | None = None, dense: str | None = None,
@@ -44,6 +44,10 @@ def build_index(dataset: str | Dataset, model: str | None, output, index_type: s
     ``max_length`` the one a model saved by ``lsr train`` / ``lsr compose`` records, else 256;
     ``batch_size`` 32, ``shard_size`` 10,000.
 
+    ``index_type``: "auto" (default) builds an exact index for a collection of fewer than
+    :data:`lsr.retrieval.segment.AUTO_EXACT_BELOW` documents (50,000) and a seismic one otherwise
+    (seismic build ``params`` ask for seismic); "exact" or "seismic" forces either.
+
     Safe to point at a path in use: ``overwrite`` replaces only an lsr index, never the dataset or a
     folder holding it; a second build of the same ``output`` gets an IndexError (lock held for the
     whole run); a local ``model`` path is stored absolute, with its fingerprint.
@@ -51,8 +55,8 @@ def build_index(dataset: str | Dataset, model: str | None, output, index_type: s
     from ..atomic import writer_lock
 
     output = Path(output)
-    if index_type not in INDEX_TYPES:
-        raise IndexError_(f"unknown index type {index_type!r} (choose from {', '.join(INDEX_TYPES)})")
+    if index_type not in INDEX_TYPES and index_type != "auto":
+        raise IndexError_(f"unknown index type {index_type!r} (choose from auto, {', '.join(INDEX_TYPES)})")
     refuse_overlap(output, dataset, IndexError_)
     with writer_lock(output, IndexError_):
         # Before any encoding, what publishing will check too: an interrupted swap repaired, dead builds'
@@ -68,7 +72,9 @@ def _build(dataset, model, output: Path, index_type, max_length, batch_size, ove
     from ..index.docs import write_docstore
     from ..sparse import read_vectors
 
-    INDEX_TYPES[index_type].check_build_params(params or {})  # a typo fails now, not after the encoding
+    requested = index_type
+    # a typo fails now, not after the encoding
+    INDEX_TYPES["seismic" if index_type == "auto" else index_type].check_build_params(params or {})
     if dense_dtype is not None and not dense:
         raise ParameterError("dense_dtype (--dense-dtype) applies to the dense list: give dense (--dense MODEL)")
     dense_dtype = dense_dtype or "float32"
@@ -127,13 +133,16 @@ def _build(dataset, model, output: Path, index_type, max_length, batch_size, ove
         encoder_info, docs_source = read_settings(vectors_dir), ds
 
     ids, vectors = read_vectors(shards)
+    if index_type == "auto":  # by size (OpenSearch's approximate_threshold): small collections are searched exactly
+        from .segment import AUTO_EXACT_BELOW
+        index_type = "seismic" if params or len(ids) >= AUTO_EXACT_BELOW else "exact"
     # Every index type's build() takes ``progress`` (the exact index has nothing long to show).
     index = INDEX_TYPES[index_type].build(vectors, ids, progress=progress, **(params or {}))
     meta = {"encoder": {"name": encoder_info["model"], "kind": encoder_info.get("kind", "splade"),
                         "max_length": encoder_info["max_length"],
                         **({"fingerprint": encoder_info["model_fingerprint"]}
                            if encoder_info.get("model_fingerprint") else {})},
-            "dataset": encoder_info.get("dataset")}
+            "dataset": encoder_info.get("dataset"), "requested_type": requested}
 
     if (dense or bm25) and docs_source is None:
         raise DataError(f"{dataset}: the original corpus is needed for --dense / --bm25 and was not found")

@@ -13,7 +13,6 @@ from the manifest's "hybrid" entry (written by ``lsr tune-hybrid``), or equal.
 from __future__ import annotations
 
 import json
-import threading
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
@@ -24,7 +23,8 @@ from .. import layout
 from ..errors import IndexError_, ParameterError, QueryError
 from .fusion import METHODS, NORMS, fuse
 from .hits import Hit, check_request, hits_for
-from .prf import PRF, sparse_rocchio, vector_prf
+from .lists import DenseList, SparseList, unmatched_as_missing  # noqa: F401 (re-exported)
+from .prf import PRF
 
 LISTS = ("sparse", "dense", "bm25")
 SETTINGS = layout.HYBRID_SETTINGS
@@ -72,58 +72,6 @@ class HybridConfig:
         return cls(**d)
 
 
-class _SparseList:
-    """A sparse index (learned or BM25) as one list of a hybrid search."""
-
-    def __init__(self, searcher, params: dict | None = None):
-        self.searcher = searcher
-        self.params = params or {}  # the index type's search parameters (query_cut, ...), checked by the index
-        self._docs = None
-        self._lock = threading.Lock()
-
-    def encode(self, texts):
-        return self.searcher.encode_queries(texts)
-
-    def search(self, q, depth, allowed=None):
-        docs, scores = self.searcher.index.search_numbers(q, depth, allowed=allowed, **self.params)
-        return unmatched_as_missing(docs, scores)
-
-    def feedback(self, q, fb, prf: PRF):
-        with self._lock:
-            if self._docs is None:  # document vectors for Rocchio, loaded on first use
-                self._docs = self.searcher.index.forward_vectors()
-        return sparse_rocchio(q, fb, self._docs, prf.fb_docs, prf.fb_terms, prf.alpha, prf.beta)
-
-
-class _DenseList:
-    def __init__(self, index_dir: Path, n_docs: int, model: str | None = None):
-        from ..index.dense import DenseIndex
-        self.index = DenseIndex.load(index_dir / layout.DENSE_DIR, n_docs=n_docs)
-        self.model_name = model or self.index.model
-        self._encoder = None
-        self._lock = threading.Lock()
-
-    @property
-    def encoder(self):
-        with self._lock:
-            if self._encoder is None:
-                from ..encoders.dense import DenseEncoder
-                self._encoder = DenseEncoder(self.model_name)
-                if self._encoder.dim != self.index.dim:
-                    raise IndexError_(f"dense model {self.model_name!r} gives {self._encoder.dim}-d embeddings, "
-                                      f"the index holds {self.index.dim}-d")
-        return self._encoder
-
-    def encode(self, texts):
-        return self.encoder.encode(texts)
-
-    def search(self, q, depth, allowed=None):
-        return self.index.search(q, depth, allowed=allowed)
-
-    def feedback(self, q, fb, prf: PRF):
-        return vector_prf(q, fb, self.index.embeddings, prf.fb_docs, prf.alpha, prf.beta, prf.dense_method)
-
-
 class HybridSearcher:
     """Fused search over the representations stored in one index directory.
 
@@ -148,7 +96,7 @@ class HybridSearcher:
             require_lists_to_fuse(self.index_dir)
             config = recommended(self.available())
         self.config = config
-        type(self.main.index).check_search_params(search_params)
+        self.main.index.check_search_params(search_params)
         if search_params and "sparse" not in self.config.lists:
             raise ParameterError(f"search parameters {', '.join(search_params)} apply to the sparse list, which this "
                                  f"hybrid search does not fuse (lists: {', '.join(self.config.lists)})")
@@ -165,22 +113,30 @@ class HybridSearcher:
     def _open(self, name: str, verify: bool):
         from .searcher import Searcher
         if name == "sparse":
-            return _SparseList(self.main, self.search_params)
-        if name == "dense":
-            return _DenseList(self.index_dir, len(self.main.index))
+            return SparseList(self.main, self.search_params)
+        snapshot = self.main.snapshot
+        if name == "dense":  # a segmented index: its segments' lists as one
+            dense = snapshot.dense() if snapshot is not None else None
+            return DenseList(self.index_dir, len(self.main.index), index=dense)
         lexical = self.index_dir / layout.LEXICAL_DIR
-        if not layout.has_lexical(self.index_dir):
+        if "bm25" not in self.available():
             raise IndexError_(f"{self.index_dir} has no BM25 list (build it with `lsr index ... --bm25`)")
+        if snapshot is not None:
+            return SparseList(Searcher(self.index_dir, verify=verify, snapshot=snapshot, sub=layout.LEXICAL_DIR))
         s = Searcher(lexical, verify=verify)
         if len(s.index) != len(self.main.index):
             raise IndexError_(f"{lexical}: {len(s.index)} documents, the index has {len(self.main.index)}")
-        return _SparseList(s)
+        return SparseList(s)
 
     @staticmethod
     def stored_config(index_dir) -> HybridConfig | None:
         """The tuned settings: the manifest's "hybrid" entry (one atomic commit), else an old lsr's hybrid.json."""
         from ..index import storage
-        stored, path = storage.read_manifest(Path(index_dir)).get("hybrid"), Path(index_dir) / SETTINGS
+        if layout.is_segmented(index_dir):  # the commit's settings
+            from ..index.commit import newest
+            stored, path = (newest(index_dir).get("settings") or {}).get("hybrid"), Path(index_dir) / SETTINGS
+        else:
+            stored, path = storage.read_manifest(Path(index_dir)).get("hybrid"), Path(index_dir) / SETTINGS
         try:
             stored = json.loads(path.read_text()) if stored is None and path.exists() else stored
             return None if stored is None else HybridConfig.from_json(stored)
@@ -190,6 +146,11 @@ class HybridSearcher:
     def save_config(self, config: HybridConfig | None = None) -> Path:
         """Store ``config`` in the manifest: one rename commits it (a file beside it would need two)."""
         from ..index import storage  # every field is written, so merging into an older entry replaces it
+        if self.main.snapshot is not None:  # a segmented index: a new commit with the settings
+            from .writer import IndexWriter
+            with IndexWriter(self.index_dir, merge=False) as w:
+                w.set_settings(hybrid=(config or self.config).to_json())
+            return self.index_dir
         storage.update_manifest(self.index_dir, {"hybrid": (config or self.config).to_json()})
         return self.index_dir / layout.MANIFEST
 
@@ -270,17 +231,6 @@ class HybridSearcher:
         return self.batch_search([text], k, where)[0]
 
 
-def unmatched_as_missing(docs, scores):
-    """A sparse list's (docs, scores) with every slot that is not a match (a score of 0 or not finite:
-    the document shares no term with the query) turned into padding (-1 / -inf), so neither fusion nor
-    a one-list search can make it a hit. Sparse scores are sums of non-negative products."""
-    docs, scores = np.asarray(docs), np.asarray(scores, dtype=np.float32)
-    miss = (docs < 0) | ~np.isfinite(scores) | (scores == 0)
-    if not miss.any():
-        return docs, scores
-    return np.where(miss, -1, docs), np.where(miss, np.float32(-np.inf), scores)
-
-
 def _top(result, k: int):
     """The first ``k`` columns of a (docs, scores) result, padded with -1 / -inf when it has fewer."""
     docs, scores = np.asarray(result[0]), np.asarray(result[1], dtype=np.float32)
@@ -303,6 +253,9 @@ def available_lists(index_dir) -> tuple:
     """The representations an index directory holds ("sparse" always)."""
     index_dir = Path(index_dir)
     out = ["sparse"]
+    if layout.is_segmented(index_dir):  # every segment holds the same lists (the writer builds them alike)
+        from ..index.commit import newest
+        index_dir = index_dir / newest(index_dir)["segments"][0]["name"]
     if layout.has_dense(index_dir):
         out.append("dense")
     if layout.has_lexical(index_dir):

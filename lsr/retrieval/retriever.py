@@ -27,6 +27,7 @@ class Retriever:
 
     def __init__(self, index_dir, mode: str | None = None, config=None, verify=True, **search_params):
         from .searcher import Searcher
+        self._args = (mode, config, verify)
         mode = mode or ("hybrid" if config is not None else "sparse")
         if mode not in MODES:
             raise ValueError(f"mode {mode!r}; choose from {', '.join(MODES)}")
@@ -38,7 +39,7 @@ class Retriever:
         self.search_params = search_params
         if mode == "sparse" and config is None:
             self._searcher = Searcher(self.index_dir, verify=verify)
-            type(self._searcher.index).check_search_params(search_params)
+            self._searcher.index.check_search_params(search_params)
             self._hybrid = None
         else:
             from .hybrid import HybridConfig, HybridSearcher
@@ -59,7 +60,41 @@ class Retriever:
         return cls(index_dir, mode, config, verify, **search_params)
 
     def __len__(self) -> int:
-        return len(self._searcher.index)
+        """The documents searchable (live ones, for an index with deletions)."""
+        index = self._searcher.index
+        return getattr(index, "n_live", len(index))
+
+    @property
+    def generation(self) -> int | None:
+        """The commit searched (a segmented index: see :meth:`refresh`), else None."""
+        return self._searcher.generation
+
+    def refresh(self) -> bool:
+        """See the index's newest commit (documents added, updated, deleted, merged since this Retriever
+        opened it); True if it changed. Until then, and while other threads still search, answers come from
+        the commit opened before: a snapshot, whose files no writer deletes while it is open."""
+        from .. import layout
+        from ..index import commit as commits
+        if not layout.is_segmented(self.index_dir):
+            return False  # a one-folder index never changes in place (a rebuild replaces the folder)
+        gens = commits.generations(self.index_dir)
+        if gens and gens[-1] == self.generation:
+            return False
+        mode, config, verify = self._args
+        fresh = Retriever(self.index_dir, mode, config, verify, **self.search_params)
+        old = self._searcher
+        if old._encoder is not None and old.encoder_kind != "bm25" and fresh._searcher.model_name == old.model_name:
+            fresh._searcher._encoder = old._encoder  # the query model is the index's: no reload
+        if self._hybrid is not None and fresh._hybrid is not None:
+            for name, lst in self._hybrid._lists.items():
+                if name == "dense" and name in fresh._hybrid._lists and lst._encoder is not None:
+                    fresh._hybrid._lists[name]._encoder = lst._encoder
+        self.__dict__.update(fresh.__dict__)  # one assignment per attribute: a search in flight keeps its objects
+        return True
+
+    def close(self) -> None:
+        """Release the commit held (a segmented index); searching after close is not supported."""
+        self._searcher.close()
 
 
     def get(self, doc_ids: Sequence[str]) -> list[dict]:
@@ -70,16 +105,17 @@ class Retriever:
         """
         if isinstance(doc_ids, str):
             raise QueryError("get takes a list of doc ids")
-        if self.docstore is None:
+        searcher = self._searcher  # once: a concurrent refresh() swaps it, ids and store must be one commit's
+        if searcher.docstore is None:
             raise QueryError(f"{self.index_dir} has no document store (its corpus was not found when it was built)")
-        ids = self._searcher.index.doc_ids
+        ids = searcher.index.doc_ids
         numbers = []
         for d in doc_ids:
             try:
                 numbers.append(ids.number_of(str(d)))
             except KeyError:
                 raise KeyError(f"document {d!r} is not in the index {self.index_dir}") from None
-        return self.docstore.get(numbers)
+        return searcher.docstore.get(numbers)
 
     def allowed(self, where: dict | None):
         """The document mask ``where`` selects (None: no filter); raises QueryError for a bad filter."""

@@ -16,10 +16,20 @@ from .hits import Hit, check_request, hits_for
 class Searcher:
     """An index plus the encoder recorded in it; the encoder loads on first query."""
 
-    def __init__(self, index_dir, verify=True, model: str | None = None):
-        self.index = load_index(index_dir, verify=verify)
+    def __init__(self, index_dir, verify=True, model: str | None = None, snapshot=None, sub: str | None = None):
+        """``snapshot`` and ``sub``: a segmented index's opened commit and the nested list to search
+        ("lexical"), as :class:`HybridSearcher` opens its lists; by default the directory's newest commit."""
         self.index_dir = Path(index_dir)
-        self.docstore = DocStore.load(self.index_dir)
+        self.snapshot, self.sub = snapshot, sub
+        if snapshot is None and layout.is_segmented(self.index_dir):
+            from ..index.segmented import Snapshot
+            self.snapshot = Snapshot(self.index_dir, verify)
+        if self.snapshot is not None:
+            self.index = self.snapshot.index(sub)
+            self.docstore = self.snapshot.docstore() if not sub else None
+        else:
+            self.index = load_index(self.index_dir, verify=verify)
+            self.docstore = DocStore.load(self.index_dir)
         info = self.index.manifest.get("encoder") or {}
         self.encoder_kind = info.get("kind")
         self.model_name = model or info.get("name")
@@ -28,9 +38,23 @@ class Searcher:
         self.max_length = int(info.get("max_length", 256))
         self._encoder = None
         self._lock = threading.Lock()
+        if self.encoder_kind == "bm25":
+            # Now, not at the first query: its statistics are files of this folder, which a writer's first
+            # commit moves into a segment (a neural model lives elsewhere and loads lazily).
+            self.encoder  # noqa: B018
         self._masks: dict[str, np.ndarray] = {}  # recent filters' masks, by canonical JSON
 
     MASK_CACHE = 32
+
+    @property
+    def generation(self) -> int | None:
+        """The commit generation searched (a segmented index), else None."""
+        return self.snapshot.generation if self.snapshot is not None else None
+
+    def close(self) -> None:
+        """Release the commit this searcher holds (a segmented index's files may then be deleted)."""
+        if self.snapshot is not None and self.sub is None:
+            self.snapshot.close()
 
     def allowed(self, where: dict | None):
         """The bool mask (one entry per document) that ``where`` selects; None for no filter.
@@ -67,7 +91,13 @@ class Searcher:
             if self._encoder is None:
                 if not self.model_name:
                     raise ModelError(f"{self.index_dir} does not record its model; pass one explicitly")
-                if self.encoder_kind == "bm25":
+                if self.encoder_kind == "bm25" and self.snapshot is not None:
+                    # each segment's statistics, combined: global N, df and average length
+                    from ..encoders.bm25 import BM25Encoder, combine
+                    sub = self.sub or ""
+                    encoders = [BM25Encoder.load(d / sub / layout.BM25_DIR) for d in self.snapshot.dirs]
+                    self._encoder, self.index.query_scales = combine(encoders, str(self.index_dir))
+                elif self.encoder_kind == "bm25":
                     from ..encoders.bm25 import BM25Encoder  # the corpus statistics saved with the index
                     self._encoder = BM25Encoder.load(self.index_dir / layout.BM25_DIR)
                 else:

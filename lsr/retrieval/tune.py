@@ -86,6 +86,10 @@ def tune_seismic(index_dir, queries, target_recall: float = 0.95, k: int = 10, s
     from .searcher import Searcher
     index_dir = Path(index_dir)
     s = Searcher(index_dir)
+    if s.index.index_type == "segmented":
+        raise IndexError_(f"{index_dir} is a segmented index; lsr tune works on a one-folder seismic index (tune "
+                          "before the first add); a segmented index's seismic search defaults are set with "
+                          "IndexWriter(INDEX).set_settings(search={'query_cut': N, 'heap_factor': X})")
     if s.index.index_type != "seismic":
         raise IndexError_(f"{index_dir} is an {s.index.index_type!r} index; tune applies to seismic indexes")
     if isinstance(queries, (list, tuple)):
