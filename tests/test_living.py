@@ -343,3 +343,22 @@ def test_settings_checked_kept_and_completed(tmp_path):
         w.add([{"_id": "z", "text": "rotor"}])
     r.refresh()
     assert [h.doc_id for h in r.search("rotor", 5)] == ["z"] and len(r) == 1
+
+
+def test_opening_while_the_first_write_swaps_the_folder(tmp_path, monkeypatch):
+    import lsr.retrieval.searcher as searcher_module
+    rows = [{"_id": f"d{i}", "title": f"t{i}", "text": f"propeller wake study {i}"} for i in range(8)]
+    _index([_write(tmp_path / "a.jsonl", rows), "-m", "bm25", "-o", tmp_path / "idx"])
+    real, calls = searcher_module.DocStore.load, []
+
+    def swapped_meanwhile(folder):
+        if not calls:  # the index was opened from the one-folder layout; now a writer upgrades it
+            with IndexWriter(tmp_path / "idx"):
+                pass
+        calls.append(folder)
+        return real(folder)
+    monkeypatch.setattr(searcher_module.DocStore, "load", staticmethod(swapped_meanwhile))
+    r = Retriever(tmp_path / "idx")
+    assert r.generation == 1 and r.docstore is not None  # reopened as what is there now, not half of each
+    hits = r.search("propeller wake", 3)
+    assert hits and all(h.text.startswith("propeller") for h in hits)

@@ -21,14 +21,29 @@ class Searcher:
         ("lexical"), as :class:`HybridSearcher` opens its lists; by default the directory's newest commit."""
         self.index_dir = Path(index_dir)
         self.snapshot, self.sub = snapshot, sub
-        if snapshot is None and layout.is_segmented(self.index_dir):
+        self._lock = threading.Lock()
+        self._masks: dict[str, np.ndarray] = {}  # recent filters' masks, by canonical JSON
+        for _ in range(3):  # a writer's first commit may swap a one-folder index while it opens: open again
+            if self._open(verify, model):
+                break
+        else:
+            from ..errors import IndexError_
+            raise IndexError_(f"{self.index_dir} keeps being replaced while it opens; retry")
+
+    def _open(self, verify, model) -> bool:
+        """Open the index, its document store and (BM25) its statistics from one state of the folder;
+        False if a one-folder index changed meanwhile."""
+        if self.snapshot is None and layout.is_segmented(self.index_dir):
             from ..index.segmented import Snapshot
             self.snapshot = Snapshot(self.index_dir, verify)
         if self.snapshot is not None:
-            self.index = self.snapshot.index(sub)
-            self.docstore = self.snapshot.docstore() if not sub else None
+            self.index = self.snapshot.index(self.sub)
+            self.docstore = self.snapshot.docstore() if not self.sub else None
         else:
             self.index = load_index(self.index_dir, verify=verify)
+            if getattr(self.index, "snapshot", None) is not None:  # became segmented since the check above
+                self.snapshot = self.index.snapshot
+                return self._open(verify, model)
             self.docstore = DocStore.load(self.index_dir)
         info = self.index.manifest.get("encoder") or {}
         self.encoder_kind = info.get("kind")
@@ -37,12 +52,26 @@ class Searcher:
         self.model_fingerprint = None if model else info.get("fingerprint")
         self.max_length = int(info.get("max_length", 256))
         self._encoder = None
-        self._lock = threading.Lock()
         if self.encoder_kind == "bm25":
             # Now, not at the first query: its statistics are files of this folder, which a writer's first
             # commit moves into a segment (a neural model lives elsewhere and loads lazily).
-            self.encoder  # noqa: B018
-        self._masks: dict[str, np.ndarray] = {}  # recent filters' masks, by canonical JSON
+            try:
+                self.encoder  # noqa: B018
+            except ModelError:
+                if self.snapshot is not None or self._same_folder():
+                    raise
+                return False
+        return self.snapshot is not None or self._same_folder()
+
+    def _same_folder(self) -> bool:
+        """Whether a one-folder index is still the one opened (a writer's first commit swaps the folder for
+        a segmented one: its document store and BM25 statistics move into a segment)."""
+        import json
+        try:
+            now = json.loads((self.index_dir / layout.MANIFEST).read_text()).get("index_id")
+        except (OSError, ValueError):
+            return False
+        return now == self.index.manifest.get("index_id")
 
     MASK_CACHE = 32
 
