@@ -51,7 +51,9 @@ def _open_segment(path: Path, checksum: str | None, verify):
 class Snapshot:
     """The newest commit of a segmented index, opened and leased (its files are kept while it is open)."""
 
-    def __init__(self, folder, verify=True):
+    def __init__(self, folder, verify=True, light: bool = False):
+        """``light``: open each segment's manifest and doc ids only (what a writer's add or delete needs;
+        quick verification), not its arrays; ``indexes`` then holds :class:`SegmentIds`."""
         from .storage import verify_level
         self.folder = Path(folder)
         if not self.folder.exists():
@@ -69,7 +71,7 @@ class Snapshot:
         self.live = [commits.load_live(self.folder, self.commit, e, full) for e in self.entries]
         self.indexes = []
         for e, d in zip(self.entries, self.dirs):
-            index = _open_segment(d, e.get("manifest_checksum"), verify)
+            index = SegmentIds(d) if light else _open_segment(d, e.get("manifest_checksum"), verify)
             if len(index) != e["docs"]:
                 raise IndexError_(f"{d}: {len(index)} documents, the commit point says {e['docs']}")
             if e.get("manifest_checksum") and index.manifest.get("checksum") != e["manifest_checksum"]:
@@ -116,6 +118,21 @@ class Snapshot:
     def dense(self) -> SegmentedDense:
         parts = [DenseIndex.load(d / layout.DENSE_DIR, n_docs=e["docs"]) for e, d in zip(self.entries, self.dirs)]
         return SegmentedDense(parts, self.live, self.offsets)
+
+
+class SegmentIds:
+    """A segment's manifest (checksum verified), its files' quick verification and its doc ids: what a
+    writer needs to add or delete, without reading the arrays."""
+
+    def __init__(self, folder: Path):
+        from .storage import read_manifest, verify_files
+        self.manifest = read_manifest(folder)
+        verify_files(folder, self.manifest, "quick")
+        self.doc_ids = DocIds.load(folder)
+        self.vocab_fingerprint = (self.manifest.get("vocab") or {}).get("fingerprint")
+
+    def __len__(self) -> int:
+        return len(self.doc_ids)
 
 
 def _concat_metadata(metas, sizes) -> pa.Table:

@@ -176,9 +176,13 @@ def atomic_dir(target: Path, overwrite: bool = False):
     return _atomic_dir(target, overwrite, error=IndexError_, replaces=FORMAT)
 
 
-def write_manifest(folder: Path, index_type: str, format_version: int, meta: dict) -> dict:
-    """Describe every file in ``folder`` (nested index folders too) and write the checksummed manifest (last)."""
-    files = {name: describe_file(folder / name) for name in _walk(folder)}
+def write_manifest(folder: Path, index_type: str, format_version: int, meta: dict,
+                   known: dict | None = None) -> dict:
+    """Describe every file in ``folder`` (nested index folders too) and write the checksummed manifest (last).
+    ``known``: descriptions of files hard-linked from another verified index (same inode, same bytes),
+    used instead of hashing them again."""
+    known = known or {}
+    files = {name: dict(known[name]) if name in known else describe_file(folder / name) for name in _walk(folder)}
     manifest = {
         "format": FORMAT,
         "format_version": format_version,

@@ -1,7 +1,8 @@
 """Writing one segment of a segmented index: the documents' lists, built as `lsr index` builds them.
 
 A segment written here holds what a built index holds (sparse index, doc
-store and metadata, the encoded vectors, the dense and BM25 lists when the
+store and metadata, the encoded vectors (a seismic segment; an exact one's
+postings hold them exactly), the dense and BM25 lists when the
 index has them), so any segment can be merged, checked or opened alone.
 Both writes go through here: an add (documents encoded now, with the
 index's recorded models) and a merge (vectors and embeddings reused,
@@ -67,7 +68,8 @@ class Models:
         return self.encoder.get("kind") == "bm25"
 
 
-def encode_sparse(models: Models, texts: list[str], vocab, batch_size: int | None, progress: bool):
+def encode_sparse(models: Models, texts: list[str], fingerprint: str | None, batch_size: int | None,
+                  progress: bool):
     """The new documents' sparse vectors with the index's recorded (neural) model, refused if the model's
     files changed since the index was built (its vectors would not match the others')."""
     from tqdm.auto import tqdm
@@ -83,7 +85,7 @@ def encode_sparse(models: Models, texts: list[str], vocab, batch_size: int | Non
         raise ModelError(f"model {name!r} is not the one the index was built with (its files changed); "
                          "new documents would be encoded unlike the others: rebuild the index")
     encoder = load_encoder(name, max_length=int(models.encoder.get("max_length") or 256), batch_size=batch_size or 32)
-    if encoder.vocab.fingerprint != vocab.fingerprint:
+    if fingerprint and encoder.vocab.fingerprint != fingerprint:
         raise ModelError(f"model {name!r} has another vocabulary than the index")
     parts = []
     with tqdm(total=len(texts), unit="doc", desc="encoding", disable=not progress, mininterval=1.0) as bar:
@@ -103,14 +105,15 @@ def encode_dense(models: Models, texts: list[str], progress: bool) -> np.ndarray
 
 def write_segment(path: Path, ids: list[str], vectors, docs: list | None, models: Models, settings: dict,
                   dense: np.ndarray | None = None, lexical=None, main_bm25=None, dataset: str | None = None,
-                  progress: bool = False) -> dict:
+                  progress: bool = False, same_vocab: tuple | None = None) -> dict:
     """Build and write the segment at ``path`` (atomically); its manifest is returned.
 
     ``vectors``: the sparse vectors, rows in ``ids`` order; ``docs``: the
     documents (Doc records, same order) for the doc store and the BM25 list,
     or None; ``dense``: their embeddings when the index has a dense list;
     ``lexical``: the BM25 encoder (global statistics) weighting the BM25
-    list; ``main_bm25``: the same for an index whose own model is BM25.
+    list; ``main_bm25``: the same for an index whose own model is BM25; ``same_vocab``: (path, manifest
+    description) of another segment's vocab.json, hard-linked when the vectors' vocabulary is that one.
     """
     from ..index import INDEX_TYPES
     from ..index.dense import DenseIndex
@@ -139,6 +142,8 @@ def write_segment(path: Path, ids: list[str], vectors, docs: list | None, models
             main_bm25.save(tmp / layout.BM25_DIR)
         if docs is not None:
             write_docstore(tmp, iter(docs), index.doc_ids)
+        if kind == "exact":
+            return  # an exact segment's postings hold its vectors exactly (stored_vectors reads them back)
         out = tmp / layout.VECTORS_DIR
         out.mkdir()
         write_vectors(out / layout.shard_name(0), ids, vectors)
@@ -147,7 +152,7 @@ def write_segment(path: Path, ids: list[str], vectors, docs: list | None, models
              "max_length": models.encoder.get("max_length", 0), "vocab_fingerprint": vectors.vocab.fingerprint,
              "dataset": dataset, "complete": True, "docs": len(ids)}))
 
-    index.save(path, meta=meta, extra_writer=extras)
+    index.save(path, meta=meta, extra_writer=extras, vocab_file=same_vocab)
     return index.manifest
 
 

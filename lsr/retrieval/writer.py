@@ -167,9 +167,9 @@ class IndexWriter:
         self._settings.update(settings)
 
     # ---------------------------------------------------------------- commit
-    def _snapshot(self):
+    def _snapshot(self, light: bool = False):
         from ..index.segmented import Snapshot
-        snap = Snapshot(self.index_dir, verify="quick")
+        snap = Snapshot(self.index_dir, verify="quick", light=light)
         if snap.generation != self.current["generation"]:
             snap.close()
             raise IndexError_(f"{self.index_dir}: commit {snap.generation} appeared while this writer held the "
@@ -183,7 +183,7 @@ class IndexWriter:
         self._need_open()
         if not (self._adds or self._deletes or self._wheres or self._settings):
             return None
-        snap = self._snapshot()
+        snap = self._snapshot(light=True)  # ids and manifests: an add or delete reads no arrays
         try:
             new = self._commit(snap)
         finally:
@@ -209,11 +209,12 @@ class IndexWriter:
         changed = set()
         matched = None
         if self._wheres:  # over the whole index, as search filters it: a field some segment lacks is null there
-            whole = snap.index()
-            columns = FilterColumns(snap.docstore(), whole.doc_ids)
-            matched = np.zeros(len(whole), np.bool_)
+            from ..index.docs import DocIds
+            n = int(snap.offsets[-1])
+            columns = FilterColumns(snap.docstore(), DocIds(pa.concat_arrays([x.doc_ids._ids for x in snap.indexes])))
+            matched = np.zeros(n, np.bool_)
             for where in self._wheres:
-                matched |= compile_where(where, columns, len(whole))
+                matched |= compile_where(where, columns, n)
         for i, index in enumerate(snap.indexes):
             ids = index.doc_ids._ids
             by_id = np.asarray(pc.is_in(ids, value_set=kill).to_numpy(zero_copy_only=False), dtype=np.bool_)
@@ -281,11 +282,16 @@ class IndexWriter:
             main_bm25 = self._global_bm25(snap, "").extended(texts)
             vectors = main_bm25.encode_documents(texts)
         else:
-            vectors = encode_sparse(models, texts, snap.indexes[0].vocab, self.batch_size, self.progress)
+            vectors = encode_sparse(models, texts, snap.indexes[0].vocab_fingerprint, self.batch_size, self.progress)
         dense = encode_dense(models, texts, self.progress) if models.dense else None
         lexical = self._global_bm25(snap, layout.LEXICAL_DIR).extended(texts) if models.lexical else None
+        first = snap.indexes[0]
+        same = None
+        described = first.manifest["files"].get(layout.VOCAB)
+        if first.vocab_fingerprint == vectors.vocab.fingerprint and described and "xxh3_128" in described:
+            same = (snap.dirs[0] / layout.VOCAB, described)  # verified with its segment (quick, + checksum)
         return write_segment(self.index_dir / name, ids, vectors, docs, models, settings, dense=dense,
-                             lexical=lexical, main_bm25=main_bm25, progress=self.progress)
+                             lexical=lexical, main_bm25=main_bm25, progress=self.progress, same_vocab=same)
 
     # ----------------------------------------------------------------- merge
     def merge(self, max_segments: int = 1) -> dict | None:

@@ -55,6 +55,10 @@ class Vocabulary:
         return {t: i for i, t in enumerate(self.tokens)}
 
     def to_json(self) -> str:
+        return self._json
+
+    @cached_property  # every segment (and every vectors file) written with this vocabulary stores it
+    def _json(self) -> str:
         return json.dumps({"size": self.size, "tokens": list(self.tokens) if self.tokens else None})
 
     @classmethod
