@@ -42,7 +42,38 @@ def resolve_threads(threads: int | None) -> int:
     return max(1, min(threads, numba.config.NUMBA_NUM_THREADS)) if threads else numba.config.NUMBA_NUM_THREADS
 
 
-class BaseIndex:
+class FrontDoors:
+    """What every searchable index offers on top of its ``search_numbers``, ``doc_ids`` and ``len``: a
+    one-folder index (:class:`BaseIndex`) and a segmented one (lsr.index.segmented) share these."""
+
+    def check_k(self, k) -> int:
+        """``k`` as an int, clamped to the number of documents (as Lucene does: ``k=10**12`` allocates
+        nothing huge); QueryError for a k that is not an integer >= 1."""
+        return min(valid_k(k), len(self))
+
+    def check_allowed(self, allowed) -> np.ndarray:
+        """The ``allowed`` mask as a contiguous bool array, one entry per document; QueryError otherwise."""
+        allowed = np.asarray(allowed)
+        if allowed.dtype != np.bool_ or allowed.shape != (len(self),):
+            raise QueryError(f"allowed must be a bool array of shape ({len(self)},), "
+                             f"got {allowed.dtype} {allowed.shape}")
+        return np.ascontiguousarray(allowed)
+
+    def batch_search(self, queries, k: int = 10, threads: int | None = None, **params):
+        """(doc_ids, scores) arrays of shape (n_queries, k). Empty slots: id '' and score -inf."""
+        docs, scores = self.search_numbers(queries, k, threads, **params)
+        return self.doc_ids.take(docs), scores
+
+    def search(self, query, k: int = 10, **params):
+        """One query (a 1-row SparseVectors or scipy row): (doc_ids, scores) of shape (k,)."""
+        params.setdefault("threads", 1)
+        docs, scores = self.search_numbers(query, k, **params)
+        if docs.shape[0] != 1:
+            raise QueryError(f"search() takes one query, got {docs.shape[0]}; use batch_search()")
+        return self.doc_ids.take(docs[0]), scores[0]
+
+
+class BaseIndex(FrontDoors):
     index_type = ""
     ARRAYS: tuple[str, ...] = ()
     FORMAT_VERSION = 1  # the layout this class writes; bump when ARRAYS or their meaning change
@@ -197,10 +228,6 @@ class BaseIndex:
             raise QueryError("query vectors use a different vocabulary than the index (encoded with another model?)")
         return q
 
-    def check_k(self, k) -> int:
-        """``k`` as an int, clamped to the number of documents (as Lucene does: ``k=10**12`` allocates
-        nothing huge); QueryError for a k that is not an integer >= 1."""
-        return min(valid_k(k), len(self))
 
     def search_numbers(self, queries, k: int = 10, threads: int | None = None, allowed=None, **params):
         """Top-k internal doc numbers and scores, shape (n_queries, min(k, len(index))); -1 / -inf pad.
@@ -215,11 +242,7 @@ class BaseIndex:
         self.check_search_params(params)
         k = self.check_k(k)
         if allowed is not None:
-            allowed = np.asarray(allowed)
-            if allowed.dtype != np.bool_ or allowed.shape != (len(self),):
-                raise QueryError(f"allowed must be a bool array of shape ({len(self)},), "
-                                 f"got {allowed.dtype} {allowed.shape}")
-            params["allowed"] = np.ascontiguousarray(allowed)
+            params["allowed"] = self.check_allowed(allowed)
         q = self.check_queries(queries)
         scores = np.empty((len(q), k), dtype=np.float32)
         docs = np.empty((len(q), k), dtype=np.int64)
@@ -236,18 +259,6 @@ class BaseIndex:
         """
         raise NotImplementedError
 
-    def batch_search(self, queries, k: int = 10, threads: int | None = None, **params):
-        """(doc_ids, scores) arrays of shape (n_queries, k). Empty slots: id '' and score -inf."""
-        docs, scores = self.search_numbers(queries, k, threads, **params)
-        return self.doc_ids.take(docs), scores
-
-    def search(self, query, k: int = 10, **params):
-        """One query (a 1-row SparseVectors or scipy row): (doc_ids, scores) of shape (k,)."""
-        params.setdefault("threads", 1)
-        docs, scores = self.search_numbers(query, k, **params)
-        if docs.shape[0] != 1:
-            raise QueryError(f"search() takes one query, got {docs.shape[0]}; use batch_search()")
-        return self.doc_ids.take(docs[0]), scores[0]
 
 
 def run_kernel(serial, parallel, threads: int, n_queries: int, *args) -> None:

@@ -22,6 +22,10 @@ def _bytes(manifest: dict) -> int:
     return sum(int(info["bytes"]) for info in manifest["files"].values())
 
 
+def _lists(folder: Path) -> list[str]:
+    return ["sparse"] + (["dense"] if layout.has_dense(folder) else []) + (["bm25"] if layout.has_lexical(folder) else [])
+
+
 def _dense(folder: Path) -> dict | None:
     path = folder / layout.DENSE_DIR / layout.DENSE_CONFIG
     if not path.exists():
@@ -41,11 +45,7 @@ def index_info(path) -> dict:
     encoder = manifest.get("encoder") or {}
     params = manifest.get("params") or {}
     docs = int((manifest.get("counts") or {}).get("docs", 0))
-    lists = ["sparse"]
-    if layout.has_dense(folder):
-        lists.append("dense")
-    if layout.has_lexical(folder):
-        lists.append("bm25")
+    lists = _lists(folder)
     total = _bytes(manifest) + (folder / layout.MANIFEST).stat().st_size
     return {
         "path": str(folder),
@@ -88,7 +88,7 @@ def _segmented_info(folder: Path) -> dict:
                          "bytes": size, "index_type": manifest.get("index_type")})
     d, manifest = first
     encoder = manifest.get("encoder") or {}
-    lists = ["sparse"] + (["dense"] if layout.has_dense(d) else []) + (["bm25"] if layout.has_lexical(d) else [])
+    lists = _lists(d)  # every segment holds the same lists
     kinds = {s["index_type"] for s in segments}
     return {
         "path": str(folder),

@@ -23,7 +23,7 @@ from .. import layout
 from ..errors import IndexError_, QueryError
 from ..sparse import SparseVectors
 from . import commit as commits
-from .base import resolve_threads, valid_k
+from .base import FrontDoors, resolve_threads, valid_k
 from .dense import DenseIndex
 from .docs import DocIds, DocStore
 
@@ -203,7 +203,7 @@ def segment_masks(live, offsets, allowed):
     return out
 
 
-class SegmentedIndex:
+class SegmentedIndex(FrontDoors):
     """A commit's segments searched as one index (the interface of :class:`lsr.index.base.BaseIndex`)."""
 
     index_type = "segmented"
@@ -254,9 +254,6 @@ class SegmentedIndex:
     def check_queries(self, queries) -> SparseVectors:
         return self.parts[[p.vocab.size for p in self.parts].index(self.vocab.size)].check_queries(queries)
 
-    def check_k(self, k) -> int:
-        return min(valid_k(k), len(self))
-
     def forward_vectors(self) -> SparseVectors:
         """Every document's vector in the index's numbering (deleted ones too: they are never searched);
         a BM25 list's weights with the global IDF (see ``query_scales``)."""
@@ -289,10 +286,7 @@ class SegmentedIndex:
         self.check_search_params(params)
         k = self.check_k(k)
         if allowed is not None:
-            allowed = np.asarray(allowed)
-            if allowed.dtype != np.bool_ or allowed.shape != (len(self),):
-                raise QueryError(f"allowed must be a bool array of shape ({len(self)},), "
-                                 f"got {allowed.dtype} {allowed.shape}")
+            allowed = self.check_allowed(allowed)
         q = self.check_queries(queries)
         if self._needs_scales and self.query_scales is None:
             raise QueryError(f"{self.path}: a segmented BM25 index scores with global statistics; search it "
@@ -304,20 +298,10 @@ class SegmentedIndex:
             if mask is False:
                 continue
             part = self.parts[i]
-            p = {**{n: v for n, v in stored.items() if part.index_type == "seismic"}, **params} \
-                if part.index_type == "seismic" else {}
+            p = {**stored, **params} if part.index_type == "seismic" else {}  # exact segments take none
             d, s = part.search_numbers(self._query_for(i, q), k, threads, allowed=mask, **p)
             results.append((np.where(d >= 0, d + self.offsets[i], -1), s))
         return merge_topk(results, len(q), k)
-
-    def batch_search(self, queries, k: int = 10, threads: int | None = None, **params):
-        docs, scores = self.search_numbers(queries, k, threads, **params)
-        return self.doc_ids.take(docs), scores
-
-    def search(self, query, k: int = 10, **params):
-        params.setdefault("threads", 1)
-        docs, scores = self.search_numbers(query, k, **params)
-        return self.doc_ids.take(docs[0]), scores[0]
 
 
 class SegmentedDense:

@@ -270,21 +270,26 @@ class IndexWriter:
         empty.name = template.name
         return empty
 
+    def _bm25_encoders(self, snap, models: Models, texts, skip=()):
+        """(the index's own BM25 encoder, its BM25 list's) for ``texts`` joining the segments not in
+        ``skip``, with global statistics; None where the index has no such BM25."""
+        main = self._global_bm25(snap, "", skip).extended(texts) if models.is_bm25 else None
+        lexical = self._global_bm25(snap, layout.LEXICAL_DIR, skip).extended(texts) if models.lexical else None
+        return main, lexical
+
     def _write_new(self, snap, name: str, docs: list[Doc], settings: dict) -> dict:
         """Encode ``docs`` with the index's models and write them as segment ``name``."""
         models = Models.of(snap.dirs[0], snap.indexes[0].manifest, snap.settings)
         texts = [d.full_text for d in docs]
         ids = [d.doc_id for d in docs]
-        main_bm25 = None
-        if models.is_bm25:
-            if self.batch_size is not None:
-                raise ParameterError("batch_size applies to a neural model; this index's model is BM25")
-            main_bm25 = self._global_bm25(snap, "").extended(texts)
+        if models.is_bm25 and self.batch_size is not None:
+            raise ParameterError("batch_size applies to a neural model; this index's model is BM25")
+        main_bm25, lexical = self._bm25_encoders(snap, models, texts)
+        if main_bm25 is not None:
             vectors = main_bm25.encode_documents(texts)
         else:
             vectors = encode_sparse(models, texts, snap.indexes[0].vocab_fingerprint, self.batch_size, self.progress)
         dense = encode_dense(models, texts, self.progress) if models.dense else None
-        lexical = self._global_bm25(snap, layout.LEXICAL_DIR).extended(texts) if models.lexical else None
         first = snap.indexes[0]
         same = None
         described = first.manifest["files"].get(layout.VOCAB)
@@ -342,16 +347,10 @@ class IndexWriter:
         if not ids:
             raise IndexError_(f"{self.index_dir}: the segments to merge hold no live documents")
         texts = [d.full_text for d in docs] if docs is not None else None
-        main_bm25 = lexical = None
-        if models.is_bm25:
-            if texts is None:
-                raise IndexError_(f"{self.index_dir}: a BM25 index without its document store cannot be merged")
-            main_bm25 = self._global_bm25(snap, "", skip=chosen).extended(texts)
-            vectors = main_bm25.encode_documents(texts)
-        else:
-            vectors = SparseVectors.concat(vec_parts)
-        if models.lexical:
-            lexical = self._global_bm25(snap, layout.LEXICAL_DIR, skip=chosen).extended(texts)
+        if models.is_bm25 and texts is None:
+            raise IndexError_(f"{self.index_dir}: a BM25 index without its document store cannot be merged")
+        main_bm25, lexical = self._bm25_encoders(snap, models, texts, skip=chosen)
+        vectors = main_bm25.encode_documents(texts) if main_bm25 is not None else SparseVectors.concat(vec_parts)
         name = layout.segment_name(cur["next_segment"])
         settings = cur.get("settings") or {}
         manifest = write_segment(self.index_dir / name, ids, vectors, docs, models, settings,
