@@ -362,3 +362,26 @@ def test_opening_while_the_first_write_swaps_the_folder(tmp_path, monkeypatch):
     assert r.generation == 1 and r.docstore is not None  # reopened as what is there now, not half of each
     hits = r.search("propeller wake", 3)
     assert hits and all(h.text.startswith("propeller") for h in hits)
+
+
+def test_segmented_bad_input_messages(tmp_path):
+    from lsr.errors import QueryError
+    from lsr.index import load_index
+    rows = [{"_id": f"d{i}", "text": f"nozzle exhaust plume {i}"} for i in range(6)]
+    _index([_write(tmp_path / "a.jsonl", rows[:4]), "-m", "bm25", "-o", tmp_path / "idx"])
+    idx = tmp_path / "idx"
+    res = runner.invoke(app, ["add", str(idx), str(_write(tmp_path / "b.jsonl", rows[4:])), "--batch-size", "8", "-q"])
+    assert res.exit_code == 1 and "batch_size applies to a neural model; this index's model is BM25" in res.output
+    res = runner.invoke(app, ["add", str(idx), str(tmp_path / "b.jsonl"), "-q"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["delete", str(idx), "--ids-file", str(tmp_path / "missing.txt")])
+    assert res.exit_code == 1 and "--ids-file" in res.output and "missing.txt" in res.output
+    res = runner.invoke(app, ["tune", str(idx), "--queries", str(tmp_path / "a.jsonl")])
+    assert res.exit_code == 1 and "is a segmented index; lsr tune works on a one-folder seismic index" in res.output
+    index = load_index(idx)  # two segments of a BM25 list: vectors alone cannot carry the global statistics
+    with pytest.raises(QueryError, match="segmented BM25 index scores with global statistics"):
+        index.search_numbers(index.forward_vectors()[:1], 3)
+    gen = commits.generations(idx)[-1]
+    (idx / f"commit-{gen:08d}.json").rename(idx / f"commit-{gen + 5:08d}.json")
+    with pytest.raises(IndexError_, match="not the one its name says"):
+        Retriever(idx)
