@@ -1,7 +1,7 @@
 """What a living index costs on scifact (issue acceptance): an add against a full build, 10 unmerged
 segments against one, and the merge between them.
 
-    python bench/living_cost.py [--repeats 3] [--queries 300]   # writes bench/out/living_cost.json
+    python bench/living_cost.py [--repeats 5] [--queries 300]   # writes bench/out/living_cost.json
 
 Encoding is excluded everywhere: every vector comes from a `lsr encode`d folder of beir/scifact with
 splade-tiny (--vectors). Builds index a slice of it (a folder of its rows, as `lsr encode` writes them);
@@ -162,7 +162,7 @@ def main(argv=None) -> dict:
                     help="beir/scifact encoded by `lsr encode` with splade-tiny")
     ap.add_argument("--work", type=Path, default=OUT / "living_cost")
     ap.add_argument("--out", type=Path, default=OUT / "living_cost.json")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--queries", type=int, default=300, help="scifact test queries (300 in all)")
     ap.add_argument("--add-pct", type=float, default=1.0)
     ap.add_argument("--segments", type=int, default=10)

@@ -294,6 +294,25 @@ def prepare_target(target, overwrite: bool, error: type[LsrError] = LsrError, re
 
 
 @contextmanager
+def unpublished_dir(target):
+    """Yield ``target`` itself, a folder nothing refers to yet, to write straight into; fsynced at the end,
+    removed on failure. For a segment (Lucene writes its segment files the same way): the commit point that
+    lists it, written afterwards, is what publishes it; a writer killed before that leaves garbage no reader
+    opens, which the next writer deletes. The caller holds the lock of the index that will refer to it."""
+    target = Path(target)
+    if target.exists():
+        shutil.rmtree(target)  # unreferenced by the lock holder's own numbering: a dead writer's remains
+    target.mkdir(parents=True)
+    try:
+        yield target
+        fsync_tree(target)
+        _fsync(target.parent, directory=True)
+    except BaseException:
+        shutil.rmtree(target, ignore_errors=True)
+        raise
+
+
+@contextmanager
 def atomic_dir(target, overwrite: bool = False, error: type[LsrError] = LsrError, replaces: str | None = None):
     """Yield a temporary folder; on success it replaces ``target`` (a folder) with no moment where nothing
     is at ``target``.

@@ -274,6 +274,9 @@ from lsr import IndexWriter
 point = sys.argv[2]
 if point == "before-commit":      # the new segment is in place, the commit point not yet written
     commits.write = lambda *a, **k: os._exit(9)
+elif point == "mid-segment":      # the new segment's files half written in place (its manifest not yet)
+    import lsr.index.storage as storage
+    storage.write_manifest = lambda *a, **k: os._exit(9)
 elif point == "mid-upgrade":      # the one-folder index half linked into its first segment
     real = commits.link_tree
     def link_tree(src, dst):
@@ -285,16 +288,16 @@ with IndexWriter(sys.argv[1], merge=False) as w:
 """
 
 
-@pytest.mark.parametrize("point", ["before-commit", "mid-upgrade"])
+@pytest.mark.parametrize("point", ["before-commit", "mid-segment", "mid-upgrade"])
 def test_writer_killed_at_the_worst_moments(tmp_path, point):
     import os
     import subprocess
     import sys
     rows = [{"_id": f"d{i}", "text": f"wind tunnel measurements of flow number {i}"} for i in range(20)]
     _index([_write(tmp_path / "a.jsonl", rows), "-m", "bm25", "-o", tmp_path / "idx"])
-    if point == "before-commit":
+    if point != "mid-upgrade":
         with IndexWriter(tmp_path / "idx"):
-            pass  # segmented already: the kill lands after the segment is written
+            pass  # segmented already: the kill lands in or after the segment's writing
     before = Retriever(tmp_path / "idx").batch_search_ids(["wind tunnel"], 5)
     res = subprocess.run([sys.executable, "-c", KILL, str(tmp_path / "idx"), point], capture_output=True, text=True)
     assert res.returncode == 9, res.stderr
@@ -306,6 +309,32 @@ def test_writer_killed_at_the_worst_moments(tmp_path, point):
     names = set(os.listdir(tmp_path / "idx"))
     assert names == commits.referenced(commits.newest(tmp_path / "idx"))
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    with IndexWriter(tmp_path / "idx") as w:  # the number the dead writer used is free again
+        w.add([{"doc_id": "new-1", "text": "a document about wind tunnels"}])
+    assert Retriever(tmp_path / "idx").search("wind tunnels", 1)[0].doc_id == "new-1"
+
+
+def test_writer_verifies_what_it_reads_search_what_it_searches(grown):
+    """An add reads segments' doc ids (checked, quick) but not their search arrays: a damaged array is not
+    the add's to find; the next search (and `lsr check`) names it."""
+    seg = grown / commits.newest(grown)["segments"][0]["name"]
+    ids = seg / "doc_ids.parquet"
+    good = ids.read_bytes()
+    ids.write_bytes(good[:-1] + bytes([good[-1] ^ 1]))
+    with pytest.raises(IndexError_, match="doc_ids.parquet"):
+        with IndexWriter(grown, merge=False) as w:
+            w.add([{"doc_id": "x1", "text": "indexing of documents"}])
+    ids.write_bytes(good)
+    array = next(p for p in sorted(seg.glob("*.npy")))
+    data = bytearray(array.read_bytes())
+    data[-1] ^= 1
+    array.write_bytes(bytes(data))
+    with IndexWriter(grown, merge=False) as w:
+        w.add([{"doc_id": "x1", "text": "indexing of documents"}])
+    with pytest.raises(IndexError_, match=array.name):
+        Retriever(grown)
+    res = runner.invoke(app, ["check", str(grown)])
+    assert res.exit_code == 1 and array.name in res.output
 
 
 def test_settings_checked_kept_and_completed(tmp_path):

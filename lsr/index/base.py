@@ -127,13 +127,17 @@ class BaseIndex(FrontDoors):
 
     # ------------------------------------------------------------ persistence
     def save(self, path, overwrite: bool = False, meta: dict | None = None, extra_writer=None,
-             vocab_file: tuple | None = None) -> Path:
+             vocab_file: tuple | None = None, unpublished: bool = False) -> Path:
         """Write the index atomically. ``extra_writer(tmp_dir)`` may add files (doc store, vectors).
         ``vocab_file``: (path, its manifest description) of an immutable vocab.json of this same vocabulary
-        (another verified segment's), hard-linked instead of writing and hashing 30,000 tokens again."""
+        (another verified segment's), hard-linked instead of writing and hashing 30,000 tokens again.
+        ``unpublished``: write straight into ``path``, a segment folder no commit refers to yet (the commit
+        that lists it publishes it; see :func:`lsr.atomic.unpublished_dir`), instead of a temporary
+        folder swapped in."""
+        from ..atomic import unpublished_dir
         path = Path(path)
         known = {}
-        with storage.atomic_dir(path, overwrite) as tmp:
+        with (unpublished_dir(path) if unpublished else storage.atomic_dir(path, overwrite)) as tmp:
             for name in self.ARRAYS:
                 storage.save_array(tmp, name, getattr(self, name))
             self.doc_ids.save(tmp)

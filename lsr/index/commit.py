@@ -212,15 +212,18 @@ def referenced(commit: dict) -> set[str]:
     return names
 
 
-def collect_garbage(folder) -> list[str]:
+def collect_garbage(folder, newest: dict | None = None) -> list[str]:
     """Delete what no commit needs: older commits no reader holds, and every file or folder that neither
     the newest commit nor a held one references (dead writers' segments, temporaries, live files).
-    The caller holds the index's writer lock. Returns the names removed."""
+    The caller holds the index's writer lock; ``newest``: the newest commit when the caller has it at
+    hand (it just wrote it), else it is read. Returns the names removed."""
     folder = Path(folder)
     gens = generations(folder)
     if not gens:
         return []
-    keep = referenced(read(folder, gens[-1]))
+    if newest is None or newest["generation"] != gens[-1]:
+        newest = read(folder, gens[-1])
+    keep = referenced(newest)
     removed = []
     for g in gens[:-1]:
         path = folder / layout.commit_name(g)

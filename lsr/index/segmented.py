@@ -121,13 +121,16 @@ class Snapshot:
 
 
 class SegmentIds:
-    """A segment's manifest (checksum verified), its files' quick verification and its doc ids: what a
-    writer needs to add or delete, without reading the arrays."""
+    """A segment's manifest (checksum verified) and doc ids: what a writer needs to add or delete, without
+    reading the arrays. The files a writer may read (doc ids, vocabulary, doc store, BM25 statistics, list
+    configs) get the quick verification; the search arrays (every ``.npy`` but the BM25 statistics) are
+    verified by whoever opens them to search or merge."""
 
     def __init__(self, folder: Path):
         from .storage import read_manifest, verify_files
         self.manifest = read_manifest(folder)
-        verify_files(folder, self.manifest, "quick")
+        read = [n for n in self.manifest["files"] if not n.endswith(".npy") or f"{layout.BM25_DIR}/" in n]
+        verify_files(folder, self.manifest, "quick", names=read)
         self.doc_ids = DocIds.load(folder)
         self.vocab_fingerprint = (self.manifest.get("vocab") or {}).get("fingerprint")
 

@@ -132,9 +132,19 @@ def npy_header(path: Path) -> tuple[str, tuple]:
 def describe_file(path: Path) -> dict:
     """The manifest entry of one file: bytes, sha256, xxh3_128, head_tail, and dtype/shape for an array."""
     sha, xxh = hashlib.sha256(), _xxh3()
-    _whole(path, [sha, xxh])
-    info = {"bytes": path.stat().st_size, "sha256": sha.hexdigest(), "xxh3_128": xxh.hexdigest(),
-            "head_tail": head_tail_hash(path)}
+    size = path.stat().st_size
+    if size <= 2 * HEAD_TAIL:  # a small file (most of a fresh segment's): one read serves every hash
+        data = path.read_bytes()
+        sha.update(data)
+        xxh.update(data)
+        ends = _xxh3()
+        ends.update(len(data).to_bytes(8, "little"))
+        ends.update(data)
+        head_tail = ends.hexdigest()
+    else:
+        _whole(path, [sha, xxh])
+        head_tail = head_tail_hash(path)
+    info = {"bytes": size, "sha256": sha.hexdigest(), "xxh3_128": xxh.hexdigest(), "head_tail": head_tail}
     if path.suffix == ".npy":
         dtype, shape = npy_header(path)
         info["dtype"], info["shape"] = dtype, list(shape)
@@ -252,17 +262,18 @@ _LEGACY_UNLISTED = ("hybrid.json",)
 
 
 def file_problems(folder: Path, manifest: dict, level: str = "full", sha256: bool = False,
-                  stop: bool = True) -> dict:
+                  stop: bool = True, names=None) -> dict:
     """{file name: (status, message)} for every damaged file; empty when all is well.
 
     Status: MISSING, SIZE, HEADER (an array's dtype/shape), UNLISTED, CHECKSUM.
     ``level`` "full" hashes every byte (xxh3), "quick" the first and last
     64 KiB; ``sha256`` also checks the sha256 (``lsr check --full``; always
     for a legacy manifest, which has nothing else). ``stop``: return at the
-    first problem (loading) instead of collecting all (checking).
+    first problem (loading) instead of collecting all (checking). ``names``: check only these listed files
+    (what a caller reads), not the others nor for unlisted ones.
     """
     folder = Path(folder)
-    files = manifest["files"]
+    files = manifest["files"] if names is None else {n: manifest["files"][n] for n in names}
     legacy = is_legacy(manifest)
     out: dict = {}
 
@@ -293,7 +304,7 @@ def file_problems(folder: Path, manifest: dict, level: str = "full", sha256: boo
                 if bad(name, "HEADER", f"array {name} is {got[0]} {got[1]}, the manifest says {info['dtype']} "
                                        f"{tuple(info['shape'])} (corrupt or replaced); rebuild the index"):
                     return out
-    for name in _walk(folder):
+    for name in _walk(folder) if names is None else ():
         if name in files or name in out:
             continue
         if legacy and (name in _LEGACY_UNLISTED or name.endswith("/" + MANIFEST)):
@@ -322,13 +333,14 @@ def file_problems(folder: Path, manifest: dict, level: str = "full", sha256: boo
     return out
 
 
-def verify_files(folder: Path, manifest: dict, verify=True) -> None:
-    """Refuse missing, truncated, altered, unlisted files (``verify``: see :func:`verify_level`)."""
+def verify_files(folder: Path, manifest: dict, verify=True, names=None) -> None:
+    """Refuse missing, truncated, altered, unlisted files (``verify``: see :func:`verify_level`; ``names``:
+    only these listed files, see :func:`file_problems`)."""
     level = verify_level(verify)
     if is_legacy(manifest):
         log.warning("%s: the manifest predates checksummed manifests; every file is verified with sha256 (slow). "
                     "Rebuild the index with `lsr index` for the fast check.", folder)
-    problems = file_problems(folder, manifest, level)
+    problems = file_problems(folder, manifest, level, names=names)
     if problems:
         raise IndexError_(next(iter(problems.values()))[1])
 

@@ -106,7 +106,8 @@ def encode_dense(models: Models, texts: list[str], progress: bool) -> np.ndarray
 def write_segment(path: Path, ids: list[str], vectors, docs: list | None, models: Models, settings: dict,
                   dense: np.ndarray | None = None, lexical=None, main_bm25=None, dataset: str | None = None,
                   progress: bool = False, same_vocab: tuple | None = None) -> dict:
-    """Build and write the segment at ``path`` (atomically); its manifest is returned.
+    """Build and write the segment at ``path``, a folder no commit lists yet (the caller's next commit
+    publishes it); its manifest is returned.
 
     ``vectors``: the sparse vectors, rows in ``ids`` order; ``docs``: the
     documents (Doc records, same order) for the doc store and the BM25 list,
@@ -152,7 +153,7 @@ def write_segment(path: Path, ids: list[str], vectors, docs: list | None, models
              "max_length": models.encoder.get("max_length", 0), "vocab_fingerprint": vectors.vocab.fingerprint,
              "dataset": dataset, "complete": True, "docs": len(ids)}))
 
-    index.save(path, meta=meta, extra_writer=extras, vocab_file=same_vocab)
+    index.save(path, meta=meta, extra_writer=extras, vocab_file=same_vocab, unpublished=True)
     return index.manifest
 
 

@@ -109,7 +109,7 @@ class IndexWriter:
                 self.current = commits.upgrade(self.index_dir, settings)
             gens = commits.generations(self.index_dir)
             self.current = commits.read(self.index_dir, gens[-1])
-            commits.collect_garbage(self.index_dir)
+            commits.collect_garbage(self.index_dir, self.current)
         except BaseException:
             self.close()
             raise
@@ -256,7 +256,7 @@ class IndexWriter:
     def _finish(self, new: dict) -> None:
         self.current = new
         self._settings = {}
-        commits.collect_garbage(self.index_dir)
+        commits.collect_garbage(self.index_dir, new)
 
     def _global_bm25(self, snap, sub: str, skip=()):
         """The global BM25 statistics of the segments not in ``skip`` (lexical list: sub="lexical")."""
