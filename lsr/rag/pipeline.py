@@ -1,6 +1,7 @@
 """A RAG pipeline: question -> retrieve -> de-duplicate -> pack with citations -> generate.
 
-The generator is any callable ``prompt -> text``. The default,
+The generator is any callable ``prompt -> text``; one with a ``stream(prompt)`` method yielding text pieces
+also streams (``ask(..., on_token=...)``). The default,
 :class:`LocalGenerator`, runs the bundled SmolLM2-135M-Instruct with
 transformers on the local machine (greedy decoding, so an answer is
 reproducible); no API key, no network. A 135M model writes short, often
@@ -20,10 +21,10 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 from ..errors import QueryError
-from .pack import count_words, dedupe, pack
+from .pack import count_words, dedupe, pack, snippet
 
 # Passages first, instruction after them: a small model follows an instruction it read last. Measured with
 # SmolLM2-135M on scifact claims (docs/RESULTS.md, "RAG"); the older "Answer the question using only the
@@ -47,10 +48,28 @@ class Answer:
     generated: str = ""  # the generator's text before post-hoc citation
     statements: list = field(default_factory=list)  # cite.Statement per sentence
     unsupported: list = field(default_factory=list)  # sentences no passage supports
+    passages: dict = field(default_factory=dict)  # marker number -> the passage as packed (title first, maybe cut)
+
+    def sources(self, chars: int = 200) -> list[dict]:
+        """Every passage given to the generator, in marker order: ``n``, ``doc_id``, ``title`` (None when the
+        document has none), ``snippet`` (the passage's text as packed, title left out, shortened to about
+        ``chars`` characters at a word boundary) and ``score`` (its retrieval score; None if not retrieved here)."""
+        by_id = {h.doc_id: h for h in self.hits}
+        out = []
+        for n, doc in self.citations.items():
+            h = by_id.get(doc)
+            title = ((h.title or "").strip() or None) if h is not None else None
+            text = self.passages.get(n) or (h.text if h is not None else "") or ""
+            if title and text.startswith(title):  # the packed passage is "title text": the snippet is the text
+                text = text[len(title):]
+            out.append({"n": n, "doc_id": doc, "title": title, "snippet": snippet(text, chars),
+                        "score": float(h.score) if h is not None and h.score is not None else None})
+        return out
 
     def to_dict(self) -> dict:
+        """The answer as JSON (``lsr ask --json`` prints it; an HTTP server returns it)."""
         return {"question": self.question, "answer": self.answer, "cited": self.cited,
-                "sources": [{"n": n, "doc_id": d} for n, d in self.citations.items()],
+                "sources": self.sources(),
                 "unsupported": self.unsupported,
                 "statements": [{"text": s.text, "cited": s.cited, "by": s.by, "support": round(s.support, 3)}
                                for s in self.statements]}
@@ -79,8 +98,7 @@ class LocalGenerator:
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    def __call__(self, prompt: str) -> str:
-        import torch
+    def _inputs(self, prompt: str) -> dict:
         if getattr(self.tokenizer, "chat_template", None):
             messages = ([{"role": "system", "content": self.system}] if self.system else []) + \
                 [{"role": "user", "content": prompt}]
@@ -88,16 +106,68 @@ class LocalGenerator:
                                                      return_tensors="pt", return_dict=True)
         else:
             ids = self.tokenizer(prompt, return_tensors="pt")
-        ids = {k: v.to(self.model.device) for k, v in ids.items()}
+        return {k: v.to(self.model.device) for k, v in ids.items()}
+
+    def _generate(self, ids: dict, **extra):
+        """``model.generate`` with the one set of decoding settings, under the lock (``__call__`` and ``stream``)."""
+        import torch
+        from transformers import LogitsProcessorList
         with self._lock, torch.inference_mode():
-            from transformers import LogitsProcessorList
             start = ids["input_ids"].shape[1]
-            out = self.model.generate(**ids, max_new_tokens=self.max_new_tokens, do_sample=False,
-                                      logits_processor=LogitsProcessorList(
-                                          [_AnswerOnlyRepetition(start, self.repetition_penalty,
-                                                                 self.no_repeat_ngram_size)]),
-                                      pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id)
+            return self.model.generate(**ids, max_new_tokens=self.max_new_tokens, do_sample=False,
+                                       logits_processor=LogitsProcessorList(
+                                           [_AnswerOnlyRepetition(start, self.repetition_penalty,
+                                                                  self.no_repeat_ngram_size)]),
+                                       pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
+                                       **extra)
+
+    def __call__(self, prompt: str) -> str:
+        ids = self._inputs(prompt)
+        out = self._generate(ids)
         return self.tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+
+    def stream(self, prompt: str) -> Iterator[str]:
+        """The answer to ``prompt`` as text pieces, each yielded as soon as it is decoded (about a word at a
+        time); joined, they are ``self(prompt)`` (up to surrounding white space). Same greedy decoding and
+        lock as ``__call__``: ``generate`` runs in a worker thread feeding transformers' TextIteratorStreamer.
+        Closing the iterator early (a client gone) stops generation at the next token and releases the lock;
+        an error in ``generate`` is raised here."""
+        from transformers import StoppingCriteriaList, TextIteratorStreamer
+        ids = self._inputs(prompt)
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        stop, failed = threading.Event(), []
+
+        def work():
+            try:
+                self._generate(ids, streamer=streamer, stopping_criteria=StoppingCriteriaList([_Stop(stop)]))
+            except BaseException as e:  # handed to the consumer, whose loop must not wait forever
+                failed.append(e)
+                streamer.end()
+
+        worker = threading.Thread(target=work, name="lsr-generate", daemon=True)
+        worker.start()
+        try:
+            for piece in streamer:
+                if failed:
+                    break
+                if piece:
+                    yield piece
+        finally:
+            stop.set()
+            worker.join()
+        if failed:
+            raise failed[0]
+
+
+class _Stop:
+    """A stopping criterion that ends generation once ``event`` is set (the streaming consumer went away)."""
+
+    def __init__(self, event: threading.Event):
+        self.event = event
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
 
 
 class _AnswerOnlyRepetition:
@@ -144,15 +214,20 @@ class RAGPipeline:
         if "{context}" not in prompt or "{question}" not in prompt:
             raise ValueError("the prompt template needs {context} and {question}")
 
-    def ask(self, question: str, where: dict | None = None) -> Answer:
-        """Answer ``question`` from the retrieved passages; ``where`` filters them on metadata."""
+    def ask(self, question: str, where: dict | None = None, on_token: Callable[[str], None] | None = None) -> Answer:
+        """Answer ``question`` from the retrieved passages; ``where`` filters them on metadata.
+
+        ``on_token`` receives the generated text as it comes: piece by piece when the generator has a
+        ``stream(prompt)`` method (:meth:`LocalGenerator.stream`), else the whole text once. The Answer is
+        the same with or without it; post-hoc citation runs once generation is done, so the streamed text
+        is ``Answer.generated``, and ``Answer.answer`` adds the markers."""
         if not isinstance(question, str) or not question.strip():
             raise QueryError("question is empty")
         # ``where`` only when given: a caller's own retriever need not take it
         hits = dedupe(self.retriever.search(question, self.k, where=where) if where is not None
                       else self.retriever.search(question, self.k))
         packed = pack(hits, self.budget, count_tokens=self.count_tokens)
-        generated = self.generator(self.prompt.format(context=packed.context, question=question.strip()))
+        generated = self._generate(self.prompt.format(context=packed.context, question=question.strip()), on_token)
         text, statements = self.citer(generated, packed.passages)
         # sentences with content that no passage backs (the generator's own citations are taken at their word)
         unsupported = [st.generated for st in statements
@@ -165,7 +240,20 @@ class RAGPipeline:
         # statements cover every sentence, and their ``cited`` only names packed passages ([9] is no source)
         cited = list(dict.fromkeys(packed.citations[n] for st in statements for n in st.cited))
         return Answer(question, text, packed.citations, cited, hits, packed.context, generated.strip(), statements,
-                      unsupported)
+                      unsupported, packed.passages)
+
+    def _generate(self, prompt: str, on_token: Callable[[str], None] | None) -> str:
+        stream = getattr(self.generator, "stream", None) if on_token is not None else None
+        if stream is None:
+            generated = self.generator(prompt)
+            if on_token is not None and generated:
+                on_token(generated)
+            return generated
+        pieces = []
+        for piece in stream(prompt):
+            pieces.append(piece)
+            on_token(piece)
+        return "".join(pieces).strip()
 
 
 CITE_MODES = ("post-hoc", "generator")

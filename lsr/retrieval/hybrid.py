@@ -105,6 +105,26 @@ class HybridSearcher:
         for name in self.config.lists:
             self._lists[name] = self._open(name, verify)
 
+    def derive(self, config: HybridConfig | None = None, **search_params) -> HybridSearcher:
+        """This search with another config over lists it has open (fusion, norm, weights, rrf_k, PRF, a subset
+        of its lists) and/or other sparse search parameters, sharing its open lists and models: the same
+        results as a HybridSearcher opened with them, without reloading anything (a server, per request)."""
+        import copy
+        config = config or self.config
+        closed = [n for n in config.lists if n not in self._lists]
+        if closed:
+            raise ParameterError(f"lists {closed} are not open in this hybrid search (open: {', '.join(self._lists)})")
+        self.main.index.check_search_params(search_params)
+        if search_params and "sparse" not in config.lists:
+            raise ParameterError(f"search parameters {', '.join(search_params)} apply to the sparse list, which this "
+                                 f"hybrid search does not fuse (lists: {', '.join(config.lists)})")
+        new = copy.copy(self)
+        new.config, new.search_params = config, search_params
+        new._lists = {n: self._lists[n] for n in config.lists}
+        if "sparse" in new._lists:
+            new._lists["sparse"] = self._lists["sparse"].with_params(search_params)
+        return new
+
     # -------------------------------------------------------------- lists
     def available(self) -> tuple:
         """The representations this index directory holds."""

@@ -20,19 +20,27 @@ class SparseList:
         self.params = params or {}  # the index type's search parameters (query_cut, ...), checked by the index
         self._docs = None
         self._lock = threading.Lock()
+        self._origin = self  # the list whose lazily loaded document vectors (PRF) this one uses
 
     def encode(self, texts):
         return self.searcher.encode_queries(texts)
+
+    def with_params(self, params: dict) -> SparseList:
+        """This list searched with other search parameters; the PRF document vectors stay shared."""
+        other = SparseList(self.searcher, params)
+        other._origin = self._origin
+        return other
 
     def search(self, q, depth, allowed=None):
         docs, scores = self.searcher.index.search_numbers(q, depth, allowed=allowed, **self.params)
         return unmatched_as_missing(docs, scores)
 
     def feedback(self, q, fb, prf: PRF):
-        with self._lock:
-            if self._docs is None:  # document vectors for Rocchio, loaded on first use
-                self._docs = self.searcher.index.forward_vectors()
-        return sparse_rocchio(q, fb, self._docs, prf.fb_docs, prf.fb_terms, prf.alpha, prf.beta)
+        src = self._origin or self
+        with src._lock:
+            if src._docs is None:  # document vectors for Rocchio, loaded on first use
+                src._docs = src.searcher.index.forward_vectors()
+        return sparse_rocchio(q, fb, src._docs, prf.fb_docs, prf.fb_terms, prf.alpha, prf.beta)
 
 
 class DenseList:

@@ -96,6 +96,22 @@ class Retriever:
         """Release the commit held (a segmented index); searching after close is not supported."""
         self._searcher.close()
 
+    def with_params(self, config=None, **search_params) -> Retriever:
+        """This Retriever with other search parameters (they replace its own) and, in hybrid mode, another
+        :class:`HybridConfig` over the lists it has open, sharing its open index, lists and models:
+        ``r.with_params(query_cut=5).search(q)`` equals ``Retriever(dir, query_cut=5).search(q)`` without
+        reloading anything. Parameters are checked here, as ``Retriever.load`` checks them."""
+        import copy
+        new = copy.copy(self)
+        if self._hybrid is None:
+            if config is not None:
+                raise ValueError(f"config applies to mode='hybrid', not mode={self.mode!r}")
+            self._searcher.index.check_search_params(search_params)
+        else:
+            new._hybrid = self._hybrid.derive(config, **search_params)
+        new.search_params = search_params
+        return new
+
 
     def get(self, doc_ids: Sequence[str]) -> list[dict]:
         """Stored documents by id: ``{"doc_id", "title", "text", "metadata"}`` each, in the order asked.
@@ -157,3 +173,37 @@ class Retriever:
         if not isinstance(query, str):
             raise QueryError(f"query must be a string, got {type(query).__name__}")
         return self.batch_search([query], k, where)[0]
+
+    def explain(self, query: str, doc_ids: Sequence[str], top: int = 10) -> list[dict]:
+        """Why each document scores for ``query``: one ``{"doc_id", "score", "terms"}`` per id, in order.
+
+        ``terms`` are the ``top`` largest contributions ``{"token", "query_weight", "doc_weight",
+        "contribution"}`` (contribution = query weight × document weight, as the index's kernels multiply
+        them), largest first; ``score`` is the sum of *all* the contributions: the document's sparse score
+        (on an exact index the search's score, up to float32 rounding; a document sharing no token with the
+        query scores 0 with no terms). The full query is used: a seismic search's ``query_cut`` and
+        ``heap_factor`` decide which documents it scores, not their scores, so a seismic hit's score is this
+        sum too (its forward index may hold float16 weights: those are the ones shown). In hybrid and dense
+        mode the index's sparse list is explained, not the fused score. An unknown doc id raises KeyError
+        naming it; an empty query or a ``top`` that is not an integer >= 1 raises QueryError.
+        """
+        from .explain import check_top, explain, numbers_of
+        if not isinstance(query, str):
+            raise QueryError(f"query must be a string, got {type(query).__name__}")
+        if not query.strip():
+            raise QueryError("query is empty")
+        top = check_top(top)
+        searcher = self._searcher  # once: a concurrent refresh() swaps it, numbers and index must be one commit's
+        numbers = numbers_of(searcher.index, doc_ids, self.index_dir)
+        return explain(searcher, [query], [numbers], top)[0]
+
+    def doc_terms(self, doc_id: str, top: int = 20) -> list[dict]:
+        """A document's ``top`` heaviest tokens in the index's sparse list, ``[{"token", "weight"}]``, heaviest
+        first, with the weights its search scores with. An unknown doc id raises KeyError naming it."""
+        from .explain import check_top, doc_terms, numbers_of
+        top = check_top(top)
+        if not isinstance(doc_id, str):
+            raise QueryError(f"doc_id must be a string, got {type(doc_id).__name__}")
+        searcher = self._searcher
+        (number,) = numbers_of(searcher.index, [doc_id], self.index_dir)
+        return doc_terms(searcher.index, number, top)
