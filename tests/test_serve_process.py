@@ -145,3 +145,13 @@ def test_ask_streams_and_sigterm_finishes_in_flight_requests(server):
     assert time.monotonic() - sent < 10
     assert asked.get("status") == 200 and asked["body"]["answer"], asked  # in flight at SIGTERM: answered
     assert all(s == 200 for s in statuses), sorted(set(statuses))  # never a 5xx
+
+
+def test_port_taken_is_a_clear_error(index):  # noqa: F811
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        res = subprocess.run([sys.executable, "-m", "lsr", "serve", str(index), "--port", str(port), "--workers", "2"],
+                             capture_output=True, text=True, timeout=120)
+    assert res.returncode == 1 and f"cannot listen on 127.0.0.1:{port}" in res.stderr, res.stderr

@@ -65,5 +65,8 @@ def serve(
     limits = Limits(max_body_bytes=max_body, max_k=max_k, max_batch=max_batch, timeout_s=timeout)
     typer.echo(f"serving {index_dir} on http://{host}:{port} ({workers} worker(s), {threads} thread(s) each; "
                f"docs at /docs)", err=True)
-    run(config, host=host, port=port, workers=workers, api_key_env=api_key_env, limits=limits,
-        graceful_s=graceful_timeout, log_level=log_level)
+    try:
+        run(config, host=host, port=port, workers=workers, api_key_env=api_key_env, limits=limits,
+            graceful_s=graceful_timeout, log_level=log_level)
+    except OSError as e:  # the port, not a file: taken, or not ours to bind
+        raise ParameterError(f"cannot listen on {host}:{port} ({e.strerror or e}); choose another --port") from None

@@ -151,7 +151,10 @@ def create_app(config: ServeConfig, limits: Limits | None = None, api_key: str |
     slots = threading.BoundedSemaphore(max(1, int(config.threads)))
     # Generating an answer takes seconds: it gets a slot of its own, so searches never queue behind it.
     answering = threading.BoundedSemaphore(1)
-    waiting = anyio.CapacityLimiter(64)  # threads parked on a slot; requests beyond wait here, cancellably
+    # Threads parked on a slot: a few beyond the slots (each thread that ever runs a job keeps torch's and the
+    # kernels' per-thread buffers: 64 of them grew a worker by ~400 MB at 32 clients); requests beyond wait
+    # here, as cheap coroutines, cancellably.
+    waiting = anyio.CapacityLimiter(2 * max(1, int(config.threads)) + 2)
     app = FastAPI(title="lsr", version=_version(), description=routes.DESCRIPTION)
     app.state.lsr, app.state.limits, app.state.metrics = state, limits, metrics
 

@@ -1,7 +1,8 @@
 """Starting the service: thread settings, worker processes, uvicorn.
 
-uvicorn is the server: it runs ``--workers N`` processes on one listening socket (each opens the index's
-memory-mapped arrays, so the page cache holds one copy of the index for all of them), and on SIGTERM or
+uvicorn is the server, in ``--workers N`` processes (each opens the index's memory-mapped arrays, so the page
+cache holds one copy of the index for all of them; :mod:`.workers` starts them, one SO_REUSEPORT socket
+each, so that the kernel spreads connections over them), and on SIGTERM or
 SIGINT stops accepting connections, lets the requests in flight finish and exits 0. ``graceful_s`` bounds the
 wait (default 6 s, so that the process is gone within 10 s of SIGTERM): clients that keep sending on
 keep-alive connections can otherwise hold a worker open (seen under load), and an orchestrator sends SIGKILL
@@ -74,6 +75,10 @@ def serve(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000, worker
         metrics_dir = tempfile.mkdtemp(prefix="lsr-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     try:
+        from .workers import balanced, run_workers
+        if workers > 1 and balanced():
+            options = {"timeout_graceful_shutdown": graceful_s, "log_level": log_level, "access_log": False}
+            return run_workers(workers, host, port, options, graceful_s)
         config_ = uvicorn.Config("lsr.serve.run:app_from_env", factory=True, host=host, port=port, workers=workers,
                                  timeout_graceful_shutdown=graceful_s, log_level=log_level, access_log=False)
         if workers == 1:
@@ -81,7 +86,7 @@ def serve(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000, worker
             # the process with -15 under the default handler: a graceful stop exits 0.
             signal.signal(signal.SIGTERM, lambda *_: None)
             uvicorn.Server(config_).run()
-        else:  # as uvicorn.run does, with TCP_NODELAY on the shared socket (see below)
+        else:  # no SO_REUSEPORT balancing: as uvicorn.run does, with TCP_NODELAY on the shared socket
             from uvicorn.supervisors import Multiprocess
             sock = config_.bind_socket()
             # uvicorn binds the workers' shared socket with protocol 0, and asyncio only sets TCP_NODELAY on
