@@ -6,14 +6,16 @@ and a sparse hit of the same document carry the same number and fusing
 lists needs no id lookups. Storage:
 
 * ``float32``: as encoded;
-* ``float16``: half the bytes; scores are computed in float32 chunks;
+* ``float16``: half the bytes;
 * ``int8``: a quarter; each dimension ``j`` has its own scale
   ``s_j = max_i |x_ij| / 127`` and ``x_ij ~ s_j * c_ij``. The scale is folded
   into the query (``q . x ~ (q * s) . c``), so search multiplies the codes
   as they are.
 
 Search is exact: ``scores = Q @ X.T`` in document chunks (bounded memory),
-top-k by ``argpartition``. With ``faiss`` installed and float32 storage,
+top-k by ``argpartition``; float32 through BLAS, float16 and int8 through
+numba kernels that read the stored bytes (:mod:`lsr.kernels.dense`), never a
+float32 copy of the matrix. With ``faiss`` installed and float32 storage,
 ``use_faiss=True`` hands the product to ``faiss.IndexFlatIP`` instead.
 Nothing here imports torch; the encoder (:class:`lsr.encoders.dense.DenseEncoder`)
 does, when a query is first encoded.
@@ -105,18 +107,26 @@ class DenseIndex:
             return self._faiss_search(q, int(k))
         if self.scale is not None:
             q = q * self.scale  # fold the per-dimension int8 scale into the query
+        quantised = self.dtype != "float32"
+        if quantised:  # scored by the kernels straight from the stored bytes, no float32 copy of the matrix
+            from ..kernels.dense import HALF_SCALE, scores_half, scores_int8
+            stored = self.data.view(np.uint16) if self.dtype == "float16" else self.data
+            kernel = scores_half if self.dtype == "float16" else scores_int8
+            q = np.ascontiguousarray(q * HALF_SCALE if self.dtype == "float16" else q, dtype=np.float32)
         best_s = np.full((len(q), 0), -np.inf, dtype=np.float32)
         best_d = np.zeros((len(q), 0), dtype=np.int64)
         for start in range(0, n, chunk):
             if allowed is None:
                 rows = None
-                block = np.asarray(self.data[start:start + chunk], dtype=np.float32)
             else:
                 rows = start + np.flatnonzero(allowed[start:start + chunk])
                 if not len(rows):
                     continue
-                block = np.asarray(self.data[rows], dtype=np.float32)
-            s = q @ block.T
+            if quantised:
+                s = kernel(stored, np.arange(start, min(n, start + chunk)) if rows is None else rows, q)
+            else:
+                s = q @ np.asarray(self.data[start:start + chunk] if rows is None else self.data[rows],
+                                   dtype=np.float32).T
             take = min(kk, s.shape[1])
             part = np.argpartition(-s, take - 1, axis=1)[:, :take]
             best_s = np.concatenate([best_s, np.take_along_axis(s, part, 1)], axis=1)
