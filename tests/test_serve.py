@@ -217,7 +217,7 @@ def test_timeout_is_503_and_abandoned_work_keeps_its_slot(index, monkeypatch):
         return []
 
     with TestClient(create_app(ServeConfig(str(index), mode="sparse", threads=1), Limits(timeout_s=0.2))) as c:
-        monkeypatch.setattr(Retriever, "search", slow)
+        monkeypatch.setattr(Retriever, "batch_search", slow)  # what /search calls (a batch of one)
         statuses = []
         threads = [threading.Thread(target=lambda: statuses.append(
             c.post("/search", json={"query": QUERIES[0]}).status_code)) for _ in range(4)]

@@ -43,32 +43,31 @@ def add_routes(app: FastAPI, models: dict, state, metrics, run, limits) -> None:
             raise QueryError("explain_terms sets how many tokens explain shows; add \"explain\": true")
         return req.params.model_dump(exclude_none=True) if req.params is not None else None
 
-    @app.post("/search", response_model=SearchResponse, response_model_exclude_none=True)
-    async def search(req: Search):
-        """Top-k hits for one query."""
+    async def searched(req, queries: list[str]):
+        """(hits per query, generation, ms) of one search request: a single query is a batch of one,
+        as ``Retriever.search`` is."""
         start = time.perf_counter()
         params = params_of(req)
 
         def work():
             r = state.for_request(req.mode, params)
-            hits = r.search(req.query, req.k, where=req.where)
-            return _hits(r, req.query, hits, req.fields, req.explain, req.explain_terms), r.generation
-        hits, generation = await run(work)
-        return {"hits": hits, "took_ms": 1000 * (time.perf_counter() - start), "generation": generation}
+            results = r.batch_search(queries, req.k, where=req.where)
+            return [_hits(r, q, hits, req.fields, req.explain, req.explain_terms)
+                    for q, hits in zip(queries, results)], r.generation
+        results, generation = await run(work)
+        return results, generation, 1000 * (time.perf_counter() - start)
+
+    @app.post("/search", response_model=SearchResponse, response_model_exclude_none=True)
+    async def search(req: Search):
+        """Top-k hits for one query."""
+        results, generation, took = await searched(req, [req.query])
+        return {"hits": results[0], "took_ms": took, "generation": generation}
 
     @app.post("/search/batch", response_model=BatchResponse, response_model_exclude_none=True)
     async def search_batch(req: Batch):
         """Top-k hits for each of several queries (one batch through the encoder and the index)."""
-        start = time.perf_counter()
-        params = params_of(req)
-
-        def work():
-            r = state.for_request(req.mode, params)
-            results = r.batch_search(req.queries, req.k, where=req.where)
-            return [_hits(r, q, hits, req.fields, req.explain, req.explain_terms)
-                    for q, hits in zip(req.queries, results)], r.generation
-        results, generation = await run(work)
-        return {"results": results, "took_ms": 1000 * (time.perf_counter() - start), "generation": generation}
+        results, generation, took = await searched(req, req.queries)
+        return {"results": results, "took_ms": took, "generation": generation}
 
     @app.post("/encode")
     async def encode(req: Encode):
