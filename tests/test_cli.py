@@ -32,7 +32,7 @@ def test_index_records_model_and_docstore(tiny_index):
     enc = manifest["encoder"]
     assert enc["fingerprint"].startswith("xxh3_128:")  # the model's files, so another model under the name is caught
     assert {k: v for k, v in enc.items() if k != "fingerprint"} == {"name": "splade-tiny", "kind": "splade",
-                                                                   "max_length": 256}
+                                                                   "max_length": 256, "backend": "torch"}
     assert manifest["index_type"] == "seismic" and manifest["counts"]["docs"] == 4
     assert (tiny_index / "docs.parquet").exists() and (tiny_index / "vectors").is_dir()
     assert not (tiny_index.parent / "tiny.partial").exists()

@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .options import BatchSize, MaxLength, Overwrite, Quiet, Split, flag
+from .options import BatchSize, Device, EncodeBackend, MaxLength, Overwrite, Quiet, Split, Threads, flag
 from .output import note
 
 Dataset = Annotated[str, typer.Argument(metavar="DATASET", show_default=False, help="ir_datasets id, BEIR folder, "
@@ -26,6 +26,9 @@ def encode(
     shard_size: Annotated[int, typer.Option("--shard-size", min=1, metavar="N",
                                             help="documents per shard file")] = 10000,
     split: Split = None,
+    backend: EncodeBackend = None,
+    threads: Threads = None,
+    device: Device = None,
     quiet: Quiet = False,
 ):
     """Encode a corpus into sparse-vector Parquet shards (resumes if interrupted).
@@ -37,10 +40,13 @@ def encode(
     from ..encoders.shards import encode_corpus
     from ..errors import DataError
     from ..retrieval.build import recorded_model_max_length, refuse_overlap, stored_model_name
+    from ..retrieval.inference import check_inference as check
     refuse_overlap(output, dataset, DataError, option="--output")
+    backend, threads, device = check(backend, threads, device)  # before the corpus is read or the model loads
     ds = load_dataset(dataset, split=split)
     model = stored_model_name(model)  # its settings name the folder, not a path relative to this directory
-    enc = load_encoder(model, max_length=max_length or recorded_model_max_length(model) or 256, batch_size=batch_size)
+    enc = load_encoder(model, max_length=max_length or recorded_model_max_length(model) or 256, batch_size=batch_size,
+                       backend=backend, threads=threads, device=device)
     shards = encode_corpus(ds, enc, output, shard_size=shard_size, progress=not quiet, dataset_name=dataset)
     note(f"wrote {len(shards)} shard(s) to {output}")
 
@@ -68,9 +74,12 @@ def index(
     bm25: Annotated[Optional[bool], flag("--bm25/--no-bm25", help="also build a BM25 list of the same documents "
                                          "for hybrid search (default: yes with --dense)")] = None,
     overwrite: Annotated[bool, flag("--overwrite", help="replace an existing index")] = False,
+    backend: EncodeBackend = None,
+    threads: Threads = None,
+    device: Device = None,
     quiet: Quiet = False,
 ):
-    """Encode a corpus and build a searchable index (the model is recorded in it).
+    """Encode a corpus and build a searchable index (the model and its backend are recorded in it).
 
     --model bm25 (or bm25:k1=1.2,b=0.75,stemmer=none,stopwords=none,query=binary)
     indexes BM25 impact vectors instead of a model's. --dense minilm adds dense
@@ -90,7 +99,8 @@ def index(
         raise IndexError_(f"--knn applies to the seismic index, not {index_type!r}")
     idx = build_index(dataset, model, output, index_type=index_type, max_length=max_length,
                       batch_size=batch_size, overwrite=overwrite, progress=not quiet, split=split,
-                      params={"knn": knn} if knn else None, dense=dense, dense_dtype=dense_dtype, bm25=bm25)
+                      params={"knn": knn} if knn else None, dense=dense, dense_dtype=dense_dtype, bm25=bm25,
+                      backend=backend, threads=threads, device=device)
     note(f"indexed {len(idx)} documents ({idx.n_postings} postings) into {output} in {time.time() - t0:.1f}s")
 
 

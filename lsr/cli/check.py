@@ -66,10 +66,12 @@ def info(
     enc = report["encoder"]
     rows = [("index", report["path"]), ("type", report["index_type"]),
             ("documents", f"{report['docs']:,} live, {report['deleted']:,} deleted"),
-            ("model", f"{report['model']} ({enc.get('kind')}, max length {enc.get('max_length')})"
+            ("model", f"{report['model']} ({enc.get('kind')}, max length {enc.get('max_length')}"
+             + (f", backend {enc.get('backend', 'torch')})" if enc.get("kind") != "bm25" else ")")
              if report["model"] else "none recorded"),
             ("lists", ", ".join(report["lists"])
-             + (f" (dense: {report['dense']['model']}, {report['dense']['dtype']})" if report["dense"] else "")),
+             + (f" (dense: {report['dense']['model']}, {report['dense']['dtype']}, backend "
+                f"{report['dense']['backend']})" if report["dense"] else "")),
             ("segments", ", ".join(f"{s['name']}: {s['docs']:,} docs, {s['bytes']:,} bytes"
                                    for s in report["segments"])),
             ("bytes", f"{report['bytes']:,}"),

@@ -13,6 +13,7 @@ SEISMIC = "Seismic search (a seismic index; with --hybrid, its sparse list)"
 HYBRID = "Hybrid search (fuse the index's sparse, dense and BM25 lists)"
 FEEDBACK = "Pseudo-relevance feedback"
 OUTPUT = "Output"
+INFERENCE = "Inference (how the models run)"
 
 
 def flag(*decls: str, help: str, **kwargs) -> typer.models.OptionInfo:
@@ -35,6 +36,50 @@ BatchSize = Annotated[int, typer.Option("--batch-size", min=1, metavar="N", help
 Where = Annotated[Optional[str], typer.Option(
     "--where", metavar="JSON", help='metadata filter, e.g. \'{"year": 2020}\' or '
     '\'{"doc_id": {"$in": ["1", "2"]}}\' (docs/rag.md)')]
+
+# ------------------------------------------------------------------ inference
+EncodeBackend = Annotated[Optional[str], typer.Option(
+    "--backend", metavar="torch|onnx|onnx-int8", rich_help_panel=INFERENCE,
+    help="inference backend: torch, or ONNX Runtime on the model's exported graph (exported once, cached; "
+         "onnx-int8: quantised, faster, approximate); recorded in the output (default: torch)")]
+SearchBackend = Annotated[Optional[str], typer.Option(
+    "--backend", metavar="torch|onnx|onnx-int8", rich_help_panel=INFERENCE,
+    help="inference backend of the query models (default: the one the index records)")]
+Threads = Annotated[Optional[int], typer.Option(
+    "--threads", min=1, metavar="N", rich_help_panel=INFERENCE,
+    help="intra-op threads of the models (default: the cores lsr may use; torch: 1 for a single query)")]
+Device = Annotated[Optional[str], typer.Option("--device", metavar="cpu|cuda[:N]", rich_help_panel=INFERENCE,
+                                               help="where the models run (default: cpu)")]
+
+
+def check_inference(backend: Optional[str], threads: Optional[int], device: Optional[str],
+                    index_dir: Optional[Path] = None) -> None:
+    """Refuse a bad --backend or --device spelling, and with ``index_dir`` a device that the backends its
+    lists will run on (the given one, else each list's recorded one) cannot use, before any model loads."""
+    from ..retrieval.inference import check_device
+    from ..retrieval.inference import check_inference as check
+    check(backend, threads, device, default=None)
+    if device is None or index_dir is None:
+        return
+    from ..index.info import index_info
+    info = index_info(index_dir)
+    recorded = [d.get("backend") or "torch" for d in (info["encoder"], info["dense"])
+                if d is not None and d.get("kind") != "bm25"]
+    for name in {backend} if backend else set(recorded):
+        check_device(device, name)
+
+
+def refuse_inference_without_model(index_dir: Path, searcher, config, **given) -> None:
+    """Refuse --backend / --threads / --device on a search that runs no model (a BM25 index's sparse list
+    alone, or with its BM25 list), naming the options."""
+    named = ["--" + name for name, value in given.items() if value is not None]
+    if not named or searcher.encoder_kind != "bm25" or (config is not None and "dense" in config.lists):
+        return
+    from ..errors import ParameterError
+    verb = "applies" if len(named) == 1 else "apply"
+    raise ParameterError(f"{', '.join(named)} {verb} to a neural model; {index_dir} is a BM25 index and this "
+                         "search runs no model (--hybrid with its dense list would)")
+
 
 # ---------------------------------------------------------------- seismic search
 QueryCut = Annotated[Optional[int], typer.Option(

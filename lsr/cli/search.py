@@ -7,6 +7,7 @@ import typer
 from .options import (
     OUTPUT,
     DenseMoved,
+    Device,
     FbDocs,
     FbTerms,
     Fusion,
@@ -20,13 +21,16 @@ from .options import (
     PrfBeta,
     QueryCut,
     Quiet,
+    SearchBackend,
     Split,
+    Threads,
     Weights,
     Where,
     check_seismic_options,
     flag,
     hybrid_config,
     k_option,
+    refuse_inference_without_model,
     seismic_params,
 )
 from .output import check_output_file, hit_json, metadata_fields, note, print_hits, print_json, warn
@@ -35,16 +39,19 @@ from .queries import read_queries
 BATCH = 256  # queries per batch of --queries
 
 
-def _open(index_dir: Path, config, params: dict):
+def _open(index_dir: Path, config, params: dict, backend=None, threads=None, device=None):
     """(front door, its sparse Searcher, the parameters each call takes): a Searcher, or a
-    HybridSearcher with the seismic parameters bound to its sparse list."""
+    HybridSearcher with the seismic parameters bound to its sparse list; its models run on ``backend``
+    (None: the index's recorded one) with ``threads`` on ``device``."""
     if config is None:
         from ..retrieval import Searcher
-        s = Searcher(index_dir)
-        return s, s, params
-    from ..retrieval import HybridSearcher
-    h = HybridSearcher(index_dir, config, **params)
-    return h, h.main, {}
+        front = main = Searcher(index_dir, backend=backend, threads=threads, device=device)
+    else:
+        from ..retrieval import HybridSearcher
+        front = HybridSearcher(index_dir, config, backend=backend, threads=threads, device=device, **params)
+        main, params = front.main, {}
+    refuse_inference_without_model(index_dir, main, config, backend=backend, threads=threads, device=device)
+    return front, main, params
 
 
 def search(
@@ -85,6 +92,9 @@ def search(
     fb_docs: FbDocs = None,
     fb_terms: FbTerms = None,
     prf_beta: PrfBeta = None,
+    backend: SearchBackend = None,
+    threads: Threads = None,
+    device: Device = None,
     dense: DenseMoved = False,
 ):
     """Search an index with a text query, or many (--queries) into a TREC run.
@@ -123,7 +133,7 @@ def search(
     params = seismic_params(query_cut, heap_factor, knn)
     check_seismic_options(index_dir, params)
     config = hybrid_config(index_dir, hybrid, lists, fusion, norm, weights, prf, fb_docs, fb_terms, prf_beta)
-    front, searcher, call = _open(index_dir, config, params)
+    front, searcher, call = _open(index_dir, config, params, backend, threads, device)
     searcher.allowed(where_)  # a bad filter fails before the model loads
     fields = metadata_fields(metadata, searcher.docstore)
     if batch is not None:
@@ -210,6 +220,9 @@ def eval_(
     fb_docs: FbDocs = None,
     fb_terms: FbTerms = None,
     prf_beta: PrfBeta = None,
+    backend: SearchBackend = None,
+    threads: Threads = None,
+    device: Device = None,
     dense: DenseMoved = False,
 ):
     """Evaluate an index on a dataset's judged queries (BEIR conventions).
@@ -232,7 +245,7 @@ def eval_(
     params = seismic_params(query_cut, heap_factor, knn)
     check_seismic_options(index_dir, params)
     config = hybrid_config(index_dir, hybrid, lists, fusion, norm, weights, prf, fb_docs, fb_terms, prf_beta)
-    front, _, call = _open(index_dir, config, params)
+    front, _, call = _open(index_dir, config, params, backend, threads, device)
     ds = load_dataset(dataset, split=split, queries=queries, qrels=qrels)
     with warnings.catch_warnings():  # a warning (qrels of another corpus) as a `warning:` line, when it happens
         warnings.simplefilter("always", QrelsCoverageWarning)

@@ -3,7 +3,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .options import IndexDir
+from .options import Device, IndexDir, SearchBackend, check_inference
 
 SERVER = "Server"
 LIMITS = "Limits (per request)"
@@ -38,6 +38,8 @@ def serve(
         "--graceful-timeout", min=0.0, metavar="S", rich_help_panel=SERVER,
         help="on SIGTERM/Ctrl-C, wait this long for requests in flight, then stop")] = 6.0,
     log_level: Annotated[str, typer.Option("--log-level", metavar="LEVEL", rich_help_panel=SERVER)] = "info",
+    backend: SearchBackend = None,
+    device: Device = None,
 ):
     """Serve an index over HTTP: /search, /search/batch, /encode, /ask, /documents, /health, /info, /metrics
     (OpenAPI docs at /docs). SIGTERM or Ctrl-C: in-flight requests finish, then it exits 0.
@@ -60,8 +62,10 @@ def serve(
         raise ParameterError(f"--mode {mode!r}; choose from sparse, hybrid, dense")
     if not index_dir.exists():
         raise ParameterError(f"index not found: {index_dir}")
+    check_inference(backend, None, device, index_dir)  # here, not in a worker: a bad one stops `lsr serve` itself
     threads = threads or max(1, (os.cpu_count() or 1) // workers)
-    config = ServeConfig(str(index_dir), mode=mode, generator=generator, threads=threads)
+    config = ServeConfig(str(index_dir), mode=mode, generator=generator, threads=threads, backend=backend,
+                         device=device)
     limits = Limits(max_body_bytes=max_body, max_k=max_k, max_batch=max_batch, timeout_s=timeout)
     typer.echo(f"serving {index_dir} on http://{host}:{port} ({workers} worker(s), {threads} thread(s) each; "
                f"docs at /docs)", err=True)

@@ -4,7 +4,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .options import IndexDir, Quiet, flag
+from .options import Device, IndexDir, Quiet, Threads, flag
 from .output import note
 
 MergeFlag = Annotated[bool, flag("--merge/--no-merge", help="apply the index's merge policy after the commit "
@@ -33,10 +33,13 @@ def add(
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, metavar="N",
                                                       help="texts per forward pass (default 32)")] = None,
     merge: MergeFlag = True,
+    threads: Threads = None,
+    device: Device = None,
     quiet: Quiet = False,
 ):
-    """Add documents to an index, encoded with its recorded models (sparse, dense, BM25); a document whose id
-    is already in the index replaces it. One commit: all of them or, if interrupted, none.
+    """Add documents to an index, encoded with its recorded models (sparse, dense, BM25) on their recorded
+    backends; a document whose id is already in the index replaces it. One commit: all of them or, if
+    interrupted, none.
 
     [b]Example[/b]: lsr add indexes/docs new-docs.jsonl
     """
@@ -46,7 +49,8 @@ def add(
     from ..retrieval.writer import IndexWriter
     refuse_overlap(index_dir, dataset, DataError, option="index")
     ds = load_dataset(dataset, split=split)
-    with IndexWriter(index_dir, progress=not quiet, merge=merge, batch_size=batch_size) as w:
+    with IndexWriter(index_dir, progress=not quiet, merge=merge, batch_size=batch_size, threads=threads,
+                     device=device) as w:
         n = w.add(ds)
         if n == 0:
             raise DataError(f"{dataset}: no documents to add")

@@ -7,7 +7,10 @@ interruption the run resumes at the first missing shard.
 
 A resume is keyed on content: the settings record the corpus's and the
 model's fingerprints (:mod:`.fingerprint`), and a run whose corpus, model or
-settings differ from the folder's never reuses its vectors. ``lsr index``
+settings differ from the folder's never reuses its vectors. The settings also
+record the inference backend (:mod:`.backends`; a folder written before
+backends were recorded was encoded with torch): onnx-int8 vectors are not
+torch's, so a run with another backend does not resume one either. ``lsr index``
 (``restart=True``: the ``.partial`` folder is its own scratch) removes them and
 starts over, saying so; ``lsr encode`` (a folder the user named) refuses.
 Every error of the run names the folder.
@@ -27,7 +30,7 @@ from ..sparse import VectorWriter
 
 # What a resumed run must share with the folder (its dataset *name* may differ: content decides).
 RESUME_KEYS = ("model", "kind", "max_length", "vocab_fingerprint", "shard_size", "corpus_fingerprint",
-               "model_fingerprint")
+               "model_fingerprint", "backend")
 _WHAT = {"corpus_fingerprint": "the corpus content", "model_fingerprint": "the model's files"}
 
 
@@ -43,6 +46,11 @@ def read_settings(folder: Path) -> dict | None:
         return json.loads(p.read_text())
     except json.JSONDecodeError as e:
         raise DataError(f"{p}: corrupt settings file ({e})") from None
+
+
+def recorded_backend(settings: dict) -> str | None:
+    """The backend a folder's vectors were encoded with: None for BM25 (no model), "torch" when unrecorded."""
+    return None if settings.get("kind") == "bm25" else settings.get("backend", "torch")
 
 
 def _write_settings(folder: Path, settings: dict) -> None:
@@ -84,11 +92,14 @@ def _encode_locked(dataset, encoder, out, shard_size, chunk, progress, dataset_n
         "corpus_fingerprint": dataset_fingerprint(dataset),
         "model_fingerprint": model_fp or _encoder_fingerprint(encoder),
     }
+    if encoder.kind != "bm25":  # BM25 runs no model; a neural encoder without the attribute is a torch one
+        settings["backend"] = getattr(encoder, "backend", None) or "torch"
     old = read_settings(out)
     if old is not None:
-        mismatched = [k for k in RESUME_KEYS if old.get(k) != settings[k]]
+        then, now = {**old, "backend": recorded_backend(old)}, {**settings, "backend": recorded_backend(settings)}
+        mismatched = [k for k in RESUME_KEYS if then.get(k) != now[k]]
         if mismatched:
-            what = ", ".join(_WHAT.get(k, f"{k} ({old.get(k)!r} vs {settings[k]!r})") for k in mismatched)
+            what = ", ".join(_WHAT.get(k, f"{k} ({then.get(k)!r} vs {now[k]!r})") for k in mismatched)
             if not restart:
                 raise DataError(f"{out} holds vectors encoded from other content or settings ({what} differ); "
                                 "use another output folder or delete it")

@@ -49,6 +49,8 @@ class SpladeEncoder:
         self.name = name
         self.max_length = int(max_length)
         self.batch_size = int(batch_size)
+        self.backend = "torch"
+        self.threads: int | None = None  # torch intra-op threads while encoding (None: lsr's default, below)
         self.model.max_seq_length = self.max_length
         self.model.eval()
         self.inference_free = is_inference_free(model)
@@ -101,11 +103,15 @@ class SpladeEncoder:
         texts = list(texts)
         if not texts:
             return SparseVectors(np.zeros(1, np.int64), [], [], self.vocab)
+        from .backends import default_threads, set_torch_threads
+        set_torch_threads(self.threads or (1 if len(texts) == 1 else default_threads()))
         if self._fast is None:
             return self._encode_st(texts, batch_size, progress)
         return self._encode_fast(texts, batch_size or self.batch_size, progress)
 
     def _encode_st(self, texts, batch_size, progress, task: str = "document") -> SparseVectors:
+        from .backends import default_threads, set_torch_threads
+        set_torch_threads(self.threads or (1 if len(texts) == 1 else default_threads()))
         # ST's encode returns a (batch, vocab) sparse tensor per call; chunks of
         # ``bs`` keep progress reporting and memory bounded.
         out = []

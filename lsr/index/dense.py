@@ -18,7 +18,9 @@ numba kernels that read the stored bytes (:mod:`lsr.kernels.dense`), never a
 float32 copy of the matrix. With ``faiss`` installed and float32 storage,
 ``use_faiss=True`` hands the product to ``faiss.IndexFlatIP`` instead.
 Nothing here imports torch; the encoder (:class:`lsr.encoders.dense.DenseEncoder`)
-does, when a query is first encoded.
+does, when a query is first encoded. ``backend`` records the inference backend
+the documents were encoded with ("torch", "onnx", "onnx-int8"; an index written
+before backends were recorded reads as "torch"): queries use it by default.
 """
 from __future__ import annotations
 
@@ -42,10 +44,11 @@ class DenseIndex:
     """Exact inner-product search over stored document embeddings."""
 
     def __init__(self, data: np.ndarray, scale: np.ndarray | None, dtype: str, model: str,
-                 meta: dict | None = None):
+                 meta: dict | None = None, backend: str = "torch"):
         if dtype not in DTYPES:
             raise ValueError(f"dense dtype {dtype!r}; choose from {', '.join(DTYPES)}")
         self.data, self.scale, self.dtype, self.model = data, scale, dtype, model
+        self.backend = backend
         self.meta = meta or {}
 
     def __len__(self) -> int:
@@ -61,7 +64,10 @@ class DenseIndex:
 
     # ---------------------------------------------------------------- build
     @classmethod
-    def build(cls, embeddings: np.ndarray, dtype: str = "float32", model: str = "") -> DenseIndex:
+    def build(cls, embeddings: np.ndarray, dtype: str = "float32", model: str = "",
+              backend: str = "torch") -> DenseIndex:
+        """``embeddings`` stored as ``dtype``; ``model`` and ``backend`` (the inference backend that encoded
+        them) are recorded for the queries."""
         x = np.asarray(embeddings, dtype=np.float32)
         if x.ndim != 2 or x.shape[0] == 0:
             raise ValueError(f"dense embeddings must be a non-empty (documents, dim) array, got shape {x.shape}")
@@ -69,18 +75,18 @@ class DenseIndex:
             bad = int(np.argwhere(~np.isfinite(x))[0, 0])
             raise ValueError(f"dense embedding of document number {bad} has NaN or infinite values")
         if dtype == "float32":
-            return cls(np.ascontiguousarray(x), None, dtype, model)
+            return cls(np.ascontiguousarray(x), None, dtype, model, backend=backend)
         if dtype == "float16":
             big = np.flatnonzero(np.abs(x).max(axis=1) > np.finfo(np.float16).max)
             if len(big):  # float16 would store inf there: refuse, never serve an inf score
                 raise ValueError(f"dense embedding of document number {int(big[0])} has a value beyond float16's "
                                  "range (65504); use dense dtype 'float32' or 'int8'")
-            return cls(x.astype(np.float16), None, dtype, model)
+            return cls(x.astype(np.float16), None, dtype, model, backend=backend)
         if dtype == "int8":
             scale = np.abs(x).max(axis=0) / 127.0
             scale[scale == 0] = 1.0  # an all-zero dimension: codes are 0 anyway
             codes = np.clip(np.rint(x / scale), -127, 127).astype(np.int8)
-            return cls(codes, scale.astype(np.float32), dtype, model)
+            return cls(codes, scale.astype(np.float32), dtype, model, backend=backend)
         raise ValueError(f"dense dtype {dtype!r}; choose from {', '.join(DTYPES)}")
 
     # --------------------------------------------------------------- search
@@ -165,8 +171,8 @@ class DenseIndex:
             np.save(tmp / EMBEDDINGS, self.data)
             if self.scale is not None:
                 np.save(tmp / SCALE, self.scale)
-            cfg = {"format": FORMAT, "model": self.model, "dtype": self.dtype, "dim": self.dim, "docs": len(self),
-                   **self.meta}
+            cfg = {"format": FORMAT, "model": self.model, "backend": self.backend, "dtype": self.dtype,
+                   "dim": self.dim, "docs": len(self), **self.meta}
             write_json(tmp / CONFIG, cfg)
         return folder
 
@@ -183,7 +189,9 @@ class DenseIndex:
         if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
             raise IndexError_(f"{path}: dense index format {cfg.get('format') if isinstance(cfg, dict) else cfg!r}; "
                               f"this lsr reads {FORMAT}")
+        cfg.setdefault("backend", "torch")  # written before backends were recorded: encoded with torch
         for key, ok in (("dtype", cfg.get("dtype") in DTYPES), ("model", isinstance(cfg.get("model"), str)),
+                        ("backend", isinstance(cfg.get("backend"), str) and cfg["backend"] != ""),
                         *((key, isinstance(cfg.get(key), int) and cfg[key] >= 0) for key in ("docs", "dim"))):
             if not ok:
                 raise IndexError_(f"{path}: {key} is {cfg.get(key)!r}, not a valid value (corrupt or edited); "
@@ -203,8 +211,8 @@ class DenseIndex:
             raise IndexError_(f"{folder / SCALE}: shape {scale.shape}, expected ({cfg['dim']},)")
         if scale is not None and not np.isfinite(scale).all():
             raise IndexError_(f"{folder / SCALE}: NaN or infinite scales (corrupt index); rebuild the index")
-        meta = {k: v for k, v in cfg.items() if k not in ("format", "model", "dtype", "dim", "docs")}
-        return cls(data, scale, cfg["dtype"], cfg["model"], meta)
+        meta = {k: v for k, v in cfg.items() if k not in ("format", "model", "backend", "dtype", "dim", "docs")}
+        return cls(data, scale, cfg["dtype"], cfg["model"], meta, backend=cfg["backend"])
 
 
 def _pad(docs: np.ndarray, scores: np.ndarray, k: int):

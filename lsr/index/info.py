@@ -31,7 +31,8 @@ def _dense(folder: Path) -> dict | None:
     if not path.exists():
         return None
     cfg = json.loads(path.read_text())  # listed in the verified manifest; load_index checks its values
-    return {"model": cfg.get("model"), "dtype": cfg.get("dtype"), "dim": cfg.get("dim")}
+    return {"model": cfg.get("model"), "backend": cfg.get("backend", "torch"), "dtype": cfg.get("dtype"),
+            "dim": cfg.get("dim")}
 
 
 def index_info(path) -> dict:

@@ -318,6 +318,7 @@ class SegmentedDense:
             raise IndexError_(f"segments hold dense lists of different models or dimensions ({models}, {dims})")
         self.dim, self.model = dims.pop(), models.pop()
         self.dtype = parts[0].dtype
+        self.backend = parts[0].backend  # every segment's dense list is encoded as the first one records
 
     def __len__(self) -> int:
         return int(self.offsets[-1])

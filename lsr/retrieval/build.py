@@ -23,7 +23,8 @@ def build_index(dataset: str | Dataset, model: str | None, output, index_type: s
                 max_length: int | None = None, batch_size: int | None = None, overwrite: bool = False,
                 progress: bool = True, shard_size: int | None = None, split: str | None = None,
                 keep_vectors: bool = True, params: dict | None = None, dense: str | None = None,
-                dense_dtype: str | None = None, bm25: bool | None = None):
+                dense_dtype: str | None = None, bm25: bool | None = None, backend: str | None = None,
+                threads: int | None = None, device: str | None = None):
     """Encode a dataset (or reuse a folder written by ``lsr encode``) and build an index.
 
     Encoding goes to ``<output>.partial/vectors`` and resumes there after an
@@ -44,6 +45,12 @@ def build_index(dataset: str | Dataset, model: str | None, output, index_type: s
     ``max_length`` the one a model saved by ``lsr train`` / ``lsr compose`` records, else 256;
     ``batch_size`` 32, ``shard_size`` 10,000.
 
+    ``backend`` ("torch", default, "onnx" or "onnx-int8": :mod:`lsr.encoders.backends`), ``threads``
+    (intra-op threads; default the cores this process may use) and ``device`` ("cpu", "cuda", "cuda:N")
+    say how the model and the dense model run. The backend is recorded in the manifest's "encoder"
+    entry and the dense list's config, and searches use it by default. A folder from ``lsr encode``
+    keeps the backend it records: there the three apply to the dense model only.
+
     ``index_type``: "auto" (default) builds an exact index for a collection of fewer than
     :data:`lsr.retrieval.segment.AUTO_EXACT_BELOW` documents (50,000) and a seismic one otherwise
     (seismic build ``params`` ask for seismic); "exact" or "seismic" forces either.
@@ -63,11 +70,11 @@ def build_index(dataset: str | Dataset, model: str | None, output, index_type: s
         # temporaries deleted (their disk back), an existing output refused unless --overwrite and an lsr index.
         prepare_target(output, overwrite, IndexError_, INDEX_FORMAT, hint="use --overwrite to replace it")
         return _build(dataset, model, output, index_type, max_length, batch_size, overwrite, progress, shard_size,
-                      split, keep_vectors, params, dense, dense_dtype, bm25)
+                      split, keep_vectors, params, dense, dense_dtype, bm25, (backend, threads, device))
 
 
 def _build(dataset, model, output: Path, index_type, max_length, batch_size, overwrite, progress, shard_size,
-           split, keep_vectors, params, dense, dense_dtype, bm25):
+           split, keep_vectors, params, dense, dense_dtype, bm25, inference=(None, None, None)):
     from ..encoders.shards import encode_corpus, read_settings, shard_paths
     from ..index.docs import write_docstore
     from ..sparse import read_vectors
@@ -86,10 +93,17 @@ def _build(dataset, model, output: Path, index_type, max_length, batch_size, ove
             raise IndexError_(f"dense dtype {dense_dtype!r}; choose from {', '.join(DTYPES)}")
         resolve_model(dense, expect="dense", role="--dense")
 
+    from ..encoders.bm25 import is_bm25_name
+    lexical_model = bool(model) and is_bm25_name(model)
     if bm25 is None:
-        from ..encoders.bm25 import is_bm25_name
-        bm25 = bool(dense) and not (model and is_bm25_name(model))
+        bm25 = bool(dense) and not lexical_model
     pre_encoded = read_settings(Path(dataset)) if isinstance(dataset, (str, Path)) and Path(dataset).is_dir() else None
+    if not dense and (pre_encoded is not None or lexical_model):  # no model runs: how it would run cannot apply
+        _refuse_given(f"{dataset} is already encoded (its vectors keep the backend they record)"
+                      if pre_encoded is not None else f"{model!r} has no neural model",
+                      backend=inference[0], threads=inference[1], device=inference[2])
+    from .inference import check_inference
+    backend, threads, device = check_inference(*inference)  # a bad name or an absent GPU fails before encoding
     if pre_encoded is not None:
         # A folder written by `lsr encode`: index its vectors as they are.
         if not pre_encoded.get("complete"):
@@ -124,7 +138,7 @@ def _build(dataset, model, output: Path, index_type, max_length, batch_size, ove
             encoder.name = model
         else:
             encoder = load_encoder(model, max_length=max_length or recorded_model_max_length(model) or 256,
-                                   batch_size=batch_size or 32)
+                                   batch_size=batch_size or 32, backend=backend, threads=threads, device=device)
         vectors_dir = partial_dir(output) / layout.VECTORS_DIR
         # The .partial folder is this build's scratch: other content or settings restart it (with a warning).
         shards = encode_corpus(ds, encoder, vectors_dir, shard_size=shard_size or 10000, progress=progress,
@@ -138,10 +152,13 @@ def _build(dataset, model, output: Path, index_type, max_length, batch_size, ove
         index_type = "seismic" if params or len(ids) >= AUTO_EXACT_BELOW else "exact"
     # Every index type's build() takes ``progress`` (the exact index has nothing long to show).
     index = INDEX_TYPES[index_type].build(vectors, ids, progress=progress, **(params or {}))
-    meta = {"encoder": {"name": encoder_info["model"], "kind": encoder_info.get("kind", "splade"),
+    kind = encoder_info.get("kind", "splade")
+    meta = {"encoder": {"name": encoder_info["model"], "kind": kind,
                         "max_length": encoder_info["max_length"],
                         **({"fingerprint": encoder_info["model_fingerprint"]}
-                           if encoder_info.get("model_fingerprint") else {})},
+                           if encoder_info.get("model_fingerprint") else {}),
+                        # BM25 runs no model; vectors encoded before backends were recorded came from torch
+                        **({"backend": encoder_info.get("backend", "torch")} if kind != "bm25" else {})},
             "dataset": encoder_info.get("dataset"), "requested_type": requested}
 
     if (dense or bm25) and docs_source is None:
@@ -153,10 +170,10 @@ def _build(dataset, model, output: Path, index_type, max_length, batch_size, ove
         if dense:
             from ..encoders.dense import DenseEncoder
             from ..index.dense import DenseIndex
-            enc = DenseEncoder(dense)
+            enc = DenseEncoder(dense, device=device, backend=backend, threads=threads)
             emb = enc.encode_documents(texts, progress=progress)
             emb[[i for i, t in enumerate(texts) if not t.strip()]] = 0  # an empty document scores 0 for any query
-            DenseIndex.build(emb, dense_dtype, model=dense).save(tmp / layout.DENSE_DIR)
+            DenseIndex.build(emb, dense_dtype, model=dense, backend=enc.backend).save(tmp / layout.DENSE_DIR)
         if bm25:
             # inside this build's temporary folder: under its lock already, nothing there to protect
             _build(docs_source, "bm25", tmp / layout.LEXICAL_DIR, "exact", max_length=None, batch_size=None,

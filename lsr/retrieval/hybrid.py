@@ -84,12 +84,18 @@ class HybridSearcher:
     normalised scores, or of reciprocal ranks), comparable only within one
     query; ``Hit.list_scores`` holds each fused list's raw score for the
     document (None where that list did not retrieve it).
+
+    ``backend``, ``threads`` and ``device`` say how the query models run (the sparse list's and the dense
+    list's; :class:`lsr.retrieval.Searcher`): None for ``backend`` means the one each list records.
     """
 
-    def __init__(self, index_dir, config: HybridConfig | None = None, verify: bool = True, **search_params):
+    def __init__(self, index_dir, config: HybridConfig | None = None, verify: bool = True,
+                 backend: str | None = None, threads: int | None = None, device: str | None = None,
+                 **search_params):
         from .searcher import Searcher
         self.index_dir = Path(index_dir)
-        self.main = Searcher(self.index_dir, verify=verify)
+        self.main = Searcher(self.index_dir, verify=verify, backend=backend, threads=threads, device=device)
+        self._inference = {"backend": backend, "threads": threads, "device": device}
         if config is None:
             config = self.stored_config(self.index_dir)
         if config is None:
@@ -137,7 +143,7 @@ class HybridSearcher:
         snapshot = self.main.snapshot
         if name == "dense":  # a segmented index: its segments' lists as one
             dense = snapshot.dense() if snapshot is not None else None
-            return DenseList(self.index_dir, len(self.main.index), index=dense)
+            return DenseList(self.index_dir, len(self.main.index), index=dense, **self._inference)
         lexical = self.index_dir / layout.LEXICAL_DIR
         if "bm25" not in self.available():
             raise IndexError_(f"{self.index_dir} has no BM25 list (build it with `lsr index ... --bm25`)")

@@ -44,10 +44,18 @@ class SparseList:
 
 
 class DenseList:
-    def __init__(self, index_dir: Path, n_docs: int, model: str | None = None, index=None):
+    """A dense index as one list of a hybrid search; its query model loads on first use, on ``backend`` (None:
+    the one the dense list records, torch when it records none) with ``threads`` intra-op threads on ``device``."""
+
+    def __init__(self, index_dir: Path, n_docs: int, model: str | None = None, index=None,
+                 backend: str | None = None, threads: int | None = None, device: str | None = None):
         from ..index.dense import DenseIndex
+        from .inference import check_inference, query_backend
+        backend, self.threads, device = check_inference(backend, threads, device, default=None)
         self.index = index if index is not None else DenseIndex.load(index_dir / layout.DENSE_DIR, n_docs=n_docs)
         self.model_name = model or self.index.model
+        self.backend, self.device = query_backend(Path(index_dir) / layout.DENSE_DIR,
+                                                  {"backend": getattr(self.index, "backend", None)}, backend, device)
         self._encoder = None
         self._lock = threading.Lock()
 
@@ -56,7 +64,8 @@ class DenseList:
         with self._lock:
             if self._encoder is None:
                 from ..encoders.dense import DenseEncoder
-                self._encoder = DenseEncoder(self.model_name)
+                self._encoder = DenseEncoder(self.model_name, device=self.device, backend=self.backend,
+                                             threads=self.threads)
                 if self._encoder.dim != self.index.dim:
                     raise IndexError_(f"dense model {self.model_name!r} gives {self._encoder.dim}-d embeddings, "
                                       f"the index holds {self.index.dim}-d")

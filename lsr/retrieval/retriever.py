@@ -25,9 +25,12 @@ MODES = ("sparse", "hybrid", "dense")
 class Retriever:
     """Search one index directory: its sparse list, its dense list, or the hybrid of its lists."""
 
-    def __init__(self, index_dir, mode: str | None = None, config=None, verify=True, **search_params):
+    def __init__(self, index_dir, mode: str | None = None, config=None, verify=True, backend: str | None = None,
+                 threads: int | None = None, device: str | None = None, **search_params):
         from .searcher import Searcher
         self._args = (mode, config, verify)
+        # How the query models run (None: the backend each list records); kept by refresh() and with_params().
+        self._inference = {"backend": backend, "threads": threads, "device": device}
         mode = mode or ("hybrid" if config is not None else "sparse")
         if mode not in MODES:
             raise ValueError(f"mode {mode!r}; choose from {', '.join(MODES)}")
@@ -38,26 +41,31 @@ class Retriever:
         # The index type's search parameters (seismic: query_cut, heap_factor, knn), checked now, not at the first query.
         self.search_params = search_params
         if mode == "sparse" and config is None:
-            self._searcher = Searcher(self.index_dir, verify=verify)
+            self._searcher = Searcher(self.index_dir, verify=verify, **self._inference)
             self._searcher.index.check_search_params(search_params)
             self._hybrid = None
         else:
             from .hybrid import HybridConfig, HybridSearcher
             if config is None and mode == "dense":
                 config = HybridConfig(lists=("dense",))
-            self._hybrid = HybridSearcher(self.index_dir, config, verify=verify, **search_params)
+            self._hybrid = HybridSearcher(self.index_dir, config, verify=verify, **self._inference, **search_params)
             self._searcher = self._hybrid.main
         self.docstore = self._searcher.docstore
 
     @classmethod
-    def load(cls, index_dir, mode: str | None = None, config=None, verify=True,
-             **search_params) -> Retriever:
+    def load(cls, index_dir, mode: str | None = None, config=None, verify=True, backend: str | None = None,
+             threads: int | None = None, device: str | None = None, **search_params) -> Retriever:
         """Open ``index_dir``. ``mode``: "sparse" (default), "hybrid" (default when ``config``, a
         :class:`HybridConfig`, is given) or "dense". ``verify``: True / "full" (default) hashes every byte
         of every index file (xxh3, tens of GB/s warm); False / "quick" checks sizes, headers and each file's first
         and last 64 KiB. Both check the manifest's checksum and the arrays' bounds (docs/index-format.md). ``search_params``: the index type's search
-        parameters (query_cut, heap_factor, knn for seismic), checked here."""
-        return cls(index_dir, mode, config, verify, **search_params)
+        parameters (query_cut, heap_factor, knn for seismic), checked here.
+
+        How the query models run: ``backend`` ("torch", "onnx" or "onnx-int8"; None, the default: the one the
+        index records for each list, torch where it records none), ``threads`` (their intra-op threads; None:
+        lsr's default, one for a single query) and ``device`` ("cpu", "cuda", "cuda:N"). A bad backend or an
+        unavailable device raises :class:`lsr.errors.ModelError` here."""
+        return cls(index_dir, mode, config, verify, backend, threads, device, **search_params)
 
     def __len__(self) -> int:
         """The documents searchable (live ones, for an index with deletions)."""
@@ -81,14 +89,16 @@ class Retriever:
         if gens and gens[-1] == self.generation:
             return False
         mode, config, verify = self._args
-        fresh = Retriever(self.index_dir, mode, config, verify, **self.search_params)
+        fresh = Retriever(self.index_dir, mode, config, verify, **self._inference, **self.search_params)
         old = self._searcher
-        if old._encoder is not None and old.encoder_kind != "bm25" and fresh._searcher.model_name == old.model_name:
+        if old._encoder is not None and old.encoder_kind != "bm25" and fresh._searcher.model_name == old.model_name \
+                and fresh._searcher.backend == old.backend:
             fresh._searcher._encoder = old._encoder  # the query model is the index's: no reload
         if self._hybrid is not None and fresh._hybrid is not None:
             for name, lst in self._hybrid._lists.items():
-                if name == "dense" and name in fresh._hybrid._lists and lst._encoder is not None:
-                    fresh._hybrid._lists[name]._encoder = lst._encoder
+                new = fresh._hybrid._lists.get(name)
+                if name == "dense" and new is not None and lst._encoder is not None and new.backend == lst.backend:
+                    new._encoder = lst._encoder
         self.__dict__.update(fresh.__dict__)  # one assignment per attribute: a search in flight keeps its objects
         return True
 

@@ -16,9 +16,19 @@ from .hits import Hit, check_request, hits_for
 class Searcher:
     """An index plus the encoder recorded in it; the encoder loads on first query."""
 
-    def __init__(self, index_dir, verify=True, model: str | None = None, snapshot=None, sub: str | None = None):
+    def __init__(self, index_dir, verify=True, model: str | None = None, snapshot=None, sub: str | None = None,
+                 backend: str | None = None, threads: int | None = None, device: str | None = None):
         """``snapshot`` and ``sub``: a segmented index's opened commit and the nested list to search
-        ("lexical"), as :class:`HybridSearcher` opens its lists; by default the directory's newest commit."""
+        ("lexical"), as :class:`HybridSearcher` opens its lists; by default the directory's newest commit.
+
+        How the query model runs: ``backend`` ("torch", "onnx", "onnx-int8"; None: the one the index records,
+        torch for an index that records none), ``threads`` (its intra-op threads; None: lsr's default, one
+        for a single query) and ``device`` ("cpu", "cuda", "cuda:N"). A BM25 index runs no model: they do not
+        apply there (:attr:`backend` is None). A bad backend name or an unavailable device raises ModelError
+        here, before the first query."""
+        from .inference import check_inference
+        # names and spelling now; whether the backend can run on the device once the index says which backend
+        self._backend, self.threads, self._device = check_inference(backend, threads, device, default=None)
         self.index_dir = Path(index_dir)
         self.snapshot, self.sub = snapshot, sub
         self._lock = threading.Lock()
@@ -52,6 +62,10 @@ class Searcher:
         self.model_fingerprint = None if model else info.get("fingerprint")
         self.max_length = int(info.get("max_length", 256))
         self._encoder = None
+        self.backend = self.device = None  # BM25 runs no model
+        if self.encoder_kind != "bm25":
+            from .inference import query_backend
+            self.backend, self.device = query_backend(self.index_dir, info, self._backend, self._device)
         if self.encoder_kind == "bm25":
             # Now, not at the first query: its statistics are files of this folder, which a writer's first
             # commit moves into a segment (a neural model lives elsewhere and loads lazily).
@@ -132,7 +146,9 @@ class Searcher:
                 else:
                     # Queries only: a token-weight query side (inference-free) loads without torch.
                     from ..encoders import load_query_encoder
-                    self._encoder = load_query_encoder(self.model_name, max_length=self.max_length)
+                    self._encoder = load_query_encoder(self.model_name, max_length=self.max_length,
+                                                       device=self.device, backend=self.backend,
+                                                       threads=self.threads)
                     self._check_model()
                 if self._encoder.vocab.fingerprint != self.index.vocab.fingerprint:
                     raise ModelError(f"model {self.model_name!r} has a different vocabulary than "
@@ -188,3 +204,4 @@ class Searcher:
     def search(self, text: str, k: int = 10, where: dict | None = None, **params) -> list[Hit]:
         """Hits for one query text, best first."""
         return self.batch_search([text], k, where, 1, **params)[0]
+

@@ -5,9 +5,9 @@ store and metadata, the encoded vectors (a seismic segment; an exact one's
 postings hold them exactly), the dense and BM25 lists when the
 index has them), so any segment can be merged, checked or opened alone.
 Both writes go through here: an add (documents encoded now, with the
-index's recorded models) and a merge (vectors and embeddings reused,
-nothing re-encoded but the BM25 weights, which are cheap and depend on the
-new global statistics).
+index's recorded models, each on the inference backend it records) and a
+merge (vectors and embeddings reused, nothing re-encoded but the BM25
+weights, which are cheap and depend on the new global statistics).
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ import numpy as np
 
 from .. import layout
 from ..errors import IndexError_, ModelError
+from .inference import check_device
 
 # Tiered merging (Lucene's TieredMergePolicy, simplified): segments are grouped in tiers of size
 # (floor_docs x segments_per_tier^t live documents); a tier holding segments_per_tier segments is merged
@@ -45,9 +46,9 @@ def segment_type(settings: dict, n_docs: int) -> str:
 @dataclass
 class Models:
     """What an index's documents are encoded with, as recorded by its first segment."""
-    encoder: dict  # the manifest's "encoder": name, kind, max_length, fingerprint
+    encoder: dict  # the manifest's "encoder": name, kind, max_length, fingerprint, backend
     build_params: dict  # the seismic build parameters it was built with (knn, ...)
-    dense: dict | None  # {"model", "dtype"} of the dense list, or None
+    dense: dict | None  # {"model", "dtype", "backend"} of the dense list, or None
     lexical: bool  # whether it has a BM25 list
 
     @classmethod
@@ -56,7 +57,7 @@ class Models:
         cfg = segment_dir / layout.DENSE_DIR / layout.DENSE_CONFIG
         if cfg.exists():
             d = json.loads(cfg.read_text())
-            dense = {"model": d["model"], "dtype": d["dtype"]}
+            dense = {"model": d["model"], "dtype": d["dtype"], "backend": d.get("backend", "torch")}
         # A k-NN graph is the one build choice a user makes (`lsr index --knn`); the rest are seismic's
         # defaults. The commit's settings keep it (a first segment rewritten as exact has none to show).
         build = (settings or {}).get("build")
@@ -69,9 +70,10 @@ class Models:
 
 
 def encode_sparse(models: Models, texts: list[str], fingerprint: str | None, batch_size: int | None,
-                  progress: bool):
-    """The new documents' sparse vectors with the index's recorded (neural) model, refused if the model's
-    files changed since the index was built (its vectors would not match the others')."""
+                  progress: bool, threads: int | None = None, device: str | None = None):
+    """The new documents' sparse vectors with the index's recorded (neural) model on its recorded backend
+    (torch when unrecorded), refused if the model's files changed since the index was built (its vectors
+    would not match the others'). ``threads`` and ``device`` say how it runs."""
     from tqdm.auto import tqdm
 
     from ..encoders import load_encoder
@@ -84,7 +86,9 @@ def encode_sparse(models: Models, texts: list[str], fingerprint: str | None, bat
     if recorded and model_fingerprint(name) != recorded:
         raise ModelError(f"model {name!r} is not the one the index was built with (its files changed); "
                          "new documents would be encoded unlike the others: rebuild the index")
-    encoder = load_encoder(name, max_length=int(models.encoder.get("max_length") or 256), batch_size=batch_size or 32)
+    backend = models.encoder.get("backend") or "torch"
+    encoder = load_encoder(name, max_length=int(models.encoder.get("max_length") or 256), batch_size=batch_size or 32,
+                           backend=backend, threads=threads, device=check_device(device, backend))
     if fingerprint and encoder.vocab.fingerprint != fingerprint:
         raise ModelError(f"model {name!r} has another vocabulary than the index")
     parts = []
@@ -96,9 +100,14 @@ def encode_sparse(models: Models, texts: list[str], fingerprint: str | None, bat
     return SparseVectors.concat(parts)
 
 
-def encode_dense(models: Models, texts: list[str], progress: bool) -> np.ndarray:
+def encode_dense(models: Models, texts: list[str], progress: bool, threads: int | None = None,
+                 device: str | None = None) -> np.ndarray:
+    """The new documents' embeddings with the dense list's recorded model, on its recorded backend."""
     from ..encoders.dense import DenseEncoder
-    emb = DenseEncoder(models.dense["model"]).encode_documents(texts, progress=progress)
+    backend = models.dense.get("backend") or "torch"
+    encoder = DenseEncoder(models.dense["model"], device=check_device(device, backend), backend=backend,
+                           threads=threads)
+    emb = encoder.encode_documents(texts, progress=progress)
     emb[[i for i, t in enumerate(texts) if not t.strip()]] = 0  # an empty document scores 0 for any query
     return emb
 
@@ -131,7 +140,8 @@ def write_segment(path: Path, ids: list[str], vectors, docs: list | None, models
         if models.dense:
             if dense is None:
                 raise IndexError_(f"{path}: the index has a dense list but no embeddings were given")
-            DenseIndex.build(dense, models.dense["dtype"], model=models.dense["model"]).save(tmp / layout.DENSE_DIR)
+            DenseIndex.build(dense, models.dense["dtype"], model=models.dense["model"],
+                             backend=models.dense.get("backend") or "torch").save(tmp / layout.DENSE_DIR)
         if models.lexical:
             if lexical is None or docs is None:
                 raise IndexError_(f"{path}: the index has a BM25 list, which needs the documents' texts")
@@ -151,7 +161,8 @@ def write_segment(path: Path, ids: list[str], vectors, docs: list | None, models
         (out / layout.ENCODE_SETTINGS).write_text(json.dumps(
             {"model": models.encoder.get("name"), "kind": models.encoder.get("kind", "splade"),
              "max_length": models.encoder.get("max_length", 0), "vocab_fingerprint": vectors.vocab.fingerprint,
-             "dataset": dataset, "complete": True, "docs": len(ids)}))
+             "dataset": dataset, "complete": True, "docs": len(ids),
+             **({"backend": models.encoder["backend"]} if "backend" in models.encoder else {})}))
 
     index.save(path, meta=meta, extra_writer=extras, vocab_file=same_vocab, unpublished=True)
     return index.manifest

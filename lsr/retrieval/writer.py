@@ -59,12 +59,17 @@ def as_doc(record, where: str) -> Doc:
 class IndexWriter:
     """The one writer of an index directory (see the module doc). ``merge``: True to apply the index's
     merge policy after each commit, False never to merge automatically, or a dict of policy settings
-    (stored in the index: segments_per_tier, floor_docs, deletes_pct)."""
+    (stored in the index: segments_per_tier, floor_docs, deletes_pct). New documents are encoded with the
+    index's recorded models on their recorded backends; ``threads`` (intra-op) and ``device`` say how they run."""
 
     def __init__(self, index_dir, progress: bool = False, merge: bool | dict = True, batch_size: int | None = None,
-                 index_type: str | None = None, exact_below: int | None = None):
+                 index_type: str | None = None, exact_below: int | None = None, threads: int | None = None,
+                 device: str | None = None):
+        from ..encoders.backends import check_threads
+        from .inference import check_device
         self.index_dir = Path(index_dir)
         self.progress, self.batch_size = progress, batch_size
+        self.threads, self.device = check_threads(threads), check_device(device)
         if not isinstance(merge, (bool, dict)):
             raise ParameterError(f"merge must be True, False or a policy dict, got {merge!r}")
         self.auto_merge = merge is not False
@@ -288,8 +293,9 @@ class IndexWriter:
         if main_bm25 is not None:
             vectors = main_bm25.encode_documents(texts)
         else:
-            vectors = encode_sparse(models, texts, snap.indexes[0].vocab_fingerprint, self.batch_size, self.progress)
-        dense = encode_dense(models, texts, self.progress) if models.dense else None
+            vectors = encode_sparse(models, texts, snap.indexes[0].vocab_fingerprint, self.batch_size, self.progress,
+                                    self.threads, self.device)
+        dense = encode_dense(models, texts, self.progress, self.threads, self.device) if models.dense else None
         first = snap.indexes[0]
         same = None
         described = first.manifest["files"].get(layout.VOCAB)

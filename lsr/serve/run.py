@@ -54,7 +54,10 @@ def app_from_env():
     one_thread_per_slot()
     key_var = settings.get("api_key_env")
     api_key = os.environ.get(key_var) if key_var else None
-    app = create_app(ServeConfig(**settings["config"]), Limits(**settings["limits"]), api_key)
+    config = ServeConfig(**settings["config"])
+    if config.model_threads is None:  # one thread per slot, the models' calls included (a batch would take every core)
+        config.model_threads = 1
+    app = create_app(config, Limits(**settings["limits"]), api_key)
     one_thread_per_slot()  # torch and numba were loaded just now (the index, the query model's warm-up)
     return app
 

@@ -30,6 +30,11 @@ class ServeConfig:
     refresh_s: float = 1.0
     verify: str = "full"
     threads: int = 1  # concurrent CPU jobs (searches, encodes) per process; each uses one thread
+    backend: str | None = None  # the query models' inference backend; None: the one the index records
+    device: str | None = None  # "cpu", "cuda", "cuda:N"; None: cpu
+    # Intra-op threads of each model call. A server process (`lsr serve`) runs ``threads`` jobs at once on one
+    # thread each and sets 1 (lsr.serve.run); None (an app embedded in a program): lsr's default, as a Retriever.
+    model_threads: int | None = None
 
     def to_json(self) -> dict:
         from dataclasses import asdict
@@ -69,11 +74,16 @@ class ServerState:
             r = self._retrievers.get(mode)
             if r is None:
                 try:
-                    r = Retriever.load(self.index_dir, mode=mode, verify=self.config.verify)
+                    r = Retriever.load(self.index_dir, mode=mode, verify=self.config.verify, **self.inference)
                 except ValueError as e:
                     raise QueryError(str(e)) from None
                 self._retrievers[mode] = r
         return r
+
+    @property
+    def inference(self) -> dict:
+        """How the query models run: the configured backend (None: the index's), threads and device."""
+        return {"backend": self.config.backend, "threads": self.config.model_threads, "device": self.config.device}
 
     def for_request(self, mode: str | None, params: dict | None):
         """The Retriever answering one request: the mode's, with the request's parameters; always a copy
@@ -140,7 +150,9 @@ class ServerState:
         with self._write_lock:
             while True:
                 try:
-                    with IndexWriter(self.index_dir, progress=False, merge=merge) as w:
+                    # new documents are encoded on the backends the index records, whatever the queries use
+                    with IndexWriter(self.index_dir, progress=False, merge=merge, threads=self.config.model_threads,
+                                     device=self.config.device) as w:
                         fn(w)
                         w.commit()
                         report = dict(w.last_report)
@@ -166,7 +178,10 @@ class ServerState:
         with self._lock:
             if self._doc_encoder is None:
                 from ..encoders import load_encoder
-                self._doc_encoder = load_encoder(searcher.model_name, max_length=searcher.max_length or 256)
+                # the backend the queries use (the index's recorded one unless the server was given another)
+                self._doc_encoder = load_encoder(searcher.model_name, max_length=searcher.max_length or 256,
+                                                 **{**self.inference, "backend": searcher.backend,
+                                                    "device": searcher.device})
             model = self._doc_encoder
         return model.encode_documents(list(texts))
 
