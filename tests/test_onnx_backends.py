@@ -148,3 +148,15 @@ def test_a_damaged_cached_graph_is_a_clear_error():
             load_encoder("splade-tiny", backend="onnx")
     finally:
         path.write_bytes(data)
+
+
+def test_two_threads_load_two_torch_models_at_once():
+    """transformers builds on the meta device and then moves: unguarded, two concurrent loads can fail with
+    "Cannot copy out of meta tensor" (a server's first requests, a hybrid search's lists)."""
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(2) as pool:
+        for _ in range(2):
+            sparse = pool.submit(load_encoder, "splade-tiny")
+            dense = pool.submit(DenseEncoder, "minilm")
+            assert sparse.result().encode_queries(["bone"]).nnz > 0
+            assert dense.result().encode(["bone"]).shape == (1, 384)

@@ -100,6 +100,43 @@ def test_sparse_rocchio_keeps_every_original_query_term_when_beta_is_below_alpha
     assert same.equals(queries, atol=1e-6)
 
 
+def _rocchio_by_dicts(queries, feedback, docs, fb_docs, fb_terms, alpha, beta):
+    """Rocchio as written in words: a running float sum per term, new terms by (weight, term) descending."""
+    rows = []
+    for i in range(len(queries)):
+        qi, qv = queries.row(i)
+        fb = [int(d) for d in feedback[i][:fb_docs] if d >= 0]
+        acc = {}
+        for d in fb:
+            for t, v in zip(*(a.tolist() for a in docs.row(d))):
+                acc[t] = acc.get(t, 0.0) + v
+        n = max(1, len(fb))
+        new = {int(t): alpha * float(v) for t, v in zip(qi, qv)}
+        extra = sorted(((beta * v / n, t) for t, v in acc.items() if t not in new), reverse=True)[:fb_terms]
+        for t in list(new):
+            new[t] += beta * acc.get(t, 0.0) / n
+        new.update({t: w for w, t in extra})
+        rows.append({t: np.float32(w) for t, w in sorted(new.items()) if w > 0})
+    return rows
+
+
+def test_sparse_rocchio_equals_its_definition_bit_for_bit():
+    rng = np.random.default_rng(1)
+    vocab = Vocabulary(120)
+    for _ in range(40):  # weights from a small set, so equal weights (ties) are common
+        pick = lambda shape, p: rng.choice([0.25, 0.5, 1.0, 2.0], shape) * (rng.random(shape) < p)  # noqa: E731
+        docs = SparseVectors.from_dense(pick((25, 120), 0.15), vocab)
+        queries = SparseVectors.from_dense(pick((4, 120), 0.05), vocab)
+        feedback = rng.integers(-1, 25, size=(4, 8))
+        args = (int(rng.integers(0, 8)), int(rng.integers(0, 20)), float(rng.choice([1.0, 0.7])),
+                float(rng.choice([0.05, 0.5, 1.0])))
+        got = sparse_rocchio(queries, feedback, docs, *args)
+        want = _rocchio_by_dicts(queries, feedback, docs, *args)
+        for i, row in enumerate(want):
+            gi, gv = got.row(i)
+            assert gi.tolist() == list(row) and gv.tolist() == [float(v) for v in row.values()]
+
+
 def test_vector_prf_average_and_rocchio():
     emb = np.eye(4, dtype=np.float32)
     q = np.array([[1.0, 0, 0, 0]], dtype=np.float32)

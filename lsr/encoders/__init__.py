@@ -54,15 +54,17 @@ def load_encoder(name: str, max_length: int = 256, batch_size: int = 32, device:
             raise ModelError(f"{name!r} is a composition (task-aware modules): only backend 'torch' runs it")
         from .onnx_runtime import OnnxSpladeEncoder
         return OnnxSpladeEncoder(name, backend, max_length, batch_size, threads, device)
+    from .backends import LOAD_LOCK
     from .splade import SpladeEncoder
-    if d.kind == "composition":
-        from .compose import build
-        enc = SpladeEncoder(build(d.composition, max_length=max_length, device=device), name, max_length,
-                            batch_size)
-    else:
-        resolved = resolve_model(name, expect="splade")
-        enc = SpladeEncoder.load(name, max_length=max_length, batch_size=batch_size, device=device,
-                                 resolved=resolved)
+    with LOAD_LOCK:
+        if d.kind == "composition":
+            from .compose import build
+            enc = SpladeEncoder(build(d.composition, max_length=max_length, device=device), name, max_length,
+                                batch_size)
+        else:
+            resolved = resolve_model(name, expect="splade")
+            enc = SpladeEncoder.load(name, max_length=max_length, batch_size=batch_size, device=device,
+                                     resolved=resolved)
     enc.threads = threads
     return enc
 

@@ -19,11 +19,15 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
 from pathlib import Path
 
 from ..errors import ModelError
 
 BACKENDS = ("torch", "onnx", "onnx-int8")
+# transformers builds a model on the meta device and then moves it: two threads loading two models at once
+# can fail ("Cannot copy out of meta tensor"). Loads (and exports, which load) take this lock.
+LOAD_LOCK = threading.RLock()
 FORMAT = 2  # bumped when the exported graph's inputs, outputs or files change: old caches export again
 META = "export.json"
 
@@ -64,12 +68,14 @@ def exported(name: str, backend: str, role: str) -> Path:
     from .fingerprint import model_fingerprint
     fp = model_fingerprint(name)
     folder = export_dir(name, fp, backend)
-    meta = read_meta(folder)
-    if meta is not None and meta.get("fingerprint") == fp and meta.get("role") == role \
-            and meta.get("format") == FORMAT:
+    fresh = lambda meta: meta is not None and (meta.get("fingerprint"), meta.get("role"), meta.get("format")) \
+        == (fp, role, FORMAT)
+    if fresh(read_meta(folder)):
         return folder
-    from .onnx_export import export
-    export(name, backend, role, folder, fp)
+    with LOAD_LOCK:
+        if not fresh(read_meta(folder)):  # another thread may have exported it while this one waited
+            from .onnx_export import export
+            export(name, backend, role, folder, fp)
     return folder
 
 
@@ -102,6 +108,8 @@ def session(path: Path, threads: int | None, device: str | None):
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if os.environ.get("LSR_ORT_SPIN") != "1":
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     so.log_severity_level = 3  # warnings about unused initialisers etc. are not the user's business
     try:
         return ort.InferenceSession(str(path), so, providers=providers)

@@ -30,7 +30,10 @@ class DenseEncoder:
             self.dim = self._onnx.dim
             return
         from sentence_transformers import SentenceTransformer
-        self.model = SentenceTransformer(str(resolved.path), device=device or "cpu")
+
+        from .backends import LOAD_LOCK
+        with LOAD_LOCK:
+            self.model = SentenceTransformer(str(resolved.path), device=device or "cpu")
         if max_length:
             self.model.max_seq_length = int(max_length)
         dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension

@@ -26,6 +26,8 @@ onnx-int8 quantises its weight matrices the same way.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 from pathlib import Path
@@ -50,11 +52,24 @@ def export(name: str, backend: str, role: str, folder: Path, fingerprint: str) -
                          f"pip install onnx onnxruntime ({e})") from None
     from ..atomic import atomic_dir
     log.warning("exporting %s for the %s backend to %s (once)", name, backend, folder)
-    with atomic_dir(folder, overwrite=True, error=ModelError) as tmp:
+    with atomic_dir(folder, overwrite=True, error=ModelError) as tmp, _quiet():
         meta = (_export_splade if role == "splade" else _export_dense)(name, backend, Path(tmp))
         meta.update({"format": FORMAT, "name": str(name), "role": role, "backend": backend,
                      "fingerprint": fingerprint, "opset": OPSET})
         (Path(tmp) / META).write_text(json.dumps(meta, indent=2))
+
+
+@contextlib.contextmanager
+def _quiet():
+    """ONNX Runtime's tools print and log advice meant for their own users (pre-process before quantising,
+    symbolic shape inference); lsr's one line says what is happening."""
+    root, level = logging.getLogger(), logging.getLogger().level
+    root.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        root.setLevel(level)
 
 
 # ------------------------------------------------------------------ SPLADE
@@ -130,8 +145,6 @@ def _fuse(path: Path, config) -> None:
     from onnxruntime.transformers import optimizer
     family = "bert" if kind in ("electra", "camembert", "xlm-roberta", "roberta", "mpnet") else kind
     try:
-        import contextlib
-        import io
         with contextlib.redirect_stdout(io.StringIO()):  # it prints its progress
             fused = optimizer.optimize_model(str(path), model_type=family, opt_level=1,
                                              num_heads=int(getattr(config, "num_attention_heads", 0) or 0),

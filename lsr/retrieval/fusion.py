@@ -80,6 +80,14 @@ def fuse(lists: Sequence[tuple[np.ndarray, np.ndarray]], weights: Sequence[float
     return out_d, out_s
 
 
+def _sorted_unique(a: np.ndarray) -> np.ndarray:
+    """``np.unique(a)`` by sorting: numpy 2's hash-based unique is ~3x slower on a few thousand numbers."""
+    a = np.sort(a)
+    first = np.ones(len(a), dtype=bool)
+    np.not_equal(a[1:], a[:-1], out=first[1:])
+    return a[first]
+
+
 def fuse_one(lists, weights, method: str = "convex", norm: str = "minmax", rrf_k: int = 60):
     """One query: every document of any list, sorted by fused score (ties: smaller number first)."""
     parts = []
@@ -92,7 +100,7 @@ def fuse_one(lists, weights, method: str = "convex", norm: str = "minmax", rrf_k
         first = np.ones(len(docs), dtype=bool)
         first[1:] = docs[1:] != docs[:-1]
         parts.append((docs[first], scores[first]))
-    universe = np.unique(np.concatenate([p[0] for p in parts])) if parts else np.zeros(0, np.int64)
+    universe = _sorted_unique(np.concatenate([p[0] for p in parts])) if parts else np.zeros(0, np.int64)
     total = np.zeros(len(universe))
     for (docs, scores), w in zip(parts, weights):
         if len(docs) == 0 or w == 0:

@@ -69,22 +69,32 @@ def sparse_rocchio(queries: SparseVectors, feedback: np.ndarray, docs: SparseVec
     for i in range(len(queries)):
         qi, qv = queries.row(i)
         fb = [int(d) for d in feedback[i][:fb_docs] if d >= 0]
-        acc: dict[int, float] = {}
-        for d in fb:
-            di, dv = docs.row(d)
-            for t, v in zip(di.tolist(), dv.tolist()):
-                acc[t] = acc.get(t, 0.0) + v
         n = max(1, len(fb))
-        new = {int(t): alpha * float(v) for t, v in zip(qi, qv)}
-        extra = sorted(((beta * v / n, t) for t, v in acc.items() if t not in new), reverse=True)[:fb_terms]
-        for t in list(new):  # the original terms stay, reinforced by the feedback
-            new[t] += beta * acc.get(t, 0.0) / n
-        for w, t in extra:
-            new[t] = w
-        cols = np.array(sorted(t for t, w in new.items() if w > 0), dtype=np.int32)
-        indices.append(cols)
-        values.append(np.array([new[t] for t in cols], dtype=np.float32))
-        indptr.append(indptr[-1] + len(cols))
+        # Feedback terms summed in float64, document by document (the order a per-term running sum takes).
+        if fb:
+            terms, where = np.unique(np.concatenate([docs.row(d)[0] for d in fb]), return_inverse=True)
+            sums = np.bincount(where, weights=np.concatenate([docs.row(d)[1] for d in fb]).astype(np.float64),
+                               minlength=len(terms))
+        else:
+            terms, sums = np.zeros(0, np.int32), np.zeros(0)
+        in_query = np.isin(terms, qi)
+        # The original terms stay, reinforced by the feedback; the fb_terms heaviest new ones join them
+        # (ties: the larger term number first).
+        fed = np.zeros(len(qi))
+        pos = np.searchsorted(terms, qi)
+        hit = pos < len(terms)
+        hit[hit] = terms[pos[hit]] == qi[hit]
+        fed[hit] = sums[pos[hit]]
+        q_w = alpha * qv.astype(np.float64) + beta * fed / n
+        new_t, new_w = terms[~in_query], beta * sums[~in_query] / n
+        top = np.lexsort((-new_t.astype(np.int64), -new_w))[:fb_terms]
+        t_all = np.concatenate([qi.astype(np.int64), new_t[top].astype(np.int64)])
+        w_all = np.concatenate([q_w, new_w[top]])
+        keep = w_all > 0
+        order = np.argsort(t_all[keep], kind="stable")
+        indices.append(t_all[keep][order].astype(np.int32))
+        values.append(w_all[keep][order].astype(np.float32))
+        indptr.append(indptr[-1] + len(indices[-1]))
     cat = lambda parts, dt: np.concatenate(parts).astype(dt) if parts else np.zeros(0, dt)  # noqa: E731
     return SparseVectors(np.array(indptr), cat(indices, np.int32), cat(values, np.float32), queries.vocab)
 
