@@ -41,8 +41,7 @@ HERE = Path(__file__).resolve().parent
 OUT = HERE / "out"
 os.environ.setdefault("IR_DATASETS_HOME", str(HERE.parent / ".cache" / "ir_datasets"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-sys.path.insert(0, str(HERE))
-from inference_engines import (  # noqa: E402
+from inference_engines import (  # noqa: E402 (bench/ is on the path of a script run from it)
     BACKENDS,
     ENGINES,
     K_OVERLAP,
@@ -244,6 +243,7 @@ def main():
     ap.add_argument("--threads", type=int, default=None, help="intra-op threads for document encoding, every engine "
                     "(default: the cores this process may use)")
     ap.add_argument("--only", choices=list(MODELS), help="one model only")
+    ap.add_argument("--skip-encoding", action="store_true", help="parts (a)-(c) and (f): encoding, agreement, peak")
     ap.add_argument("--skip-ndcg", action="store_true")
     ap.add_argument("--skip-retriever", action="store_true")
     ap.add_argument("--ndcg-datasets", nargs="+", choices=list(NDCG_SETS), default=list(NDCG_SETS))
@@ -265,11 +265,14 @@ def main():
     queries = [q.text for q in ds.queries() if q.query_id in qrels][:args.queries]
     print(f"{len(docs)} documents, {len(queries)} queries, {args.threads} threads for documents", flush=True)
 
-    pk = peak(args.threads)
-    print("peak GFLOP/s", {k: round(v, 1) for k, v in pk.items() if k.endswith("gflops") and v}, flush=True)
-    st = st_onnx(models, docs, queries, args)  # first: its subprocess never overlaps our own timings
-    rows, skipped = [], []
-    for m in models:
+    pk, st, rows, skipped = {}, {}, [], []
+    if args.skip_encoding:
+        skipped.append("encoding: --skip-encoding")
+    else:
+        pk = peak(args.threads)
+        print("peak GFLOP/s", {k: round(v, 1) for k, v in pk.items() if k.endswith("gflops") and v}, flush=True)
+        st = st_onnx(models, docs, queries, args)  # first: its subprocess never overlaps our own timings
+    for m in ([] if args.skip_encoding else models):
         vecs, res = {}, {}
         vecs["st-torch"], res["st-torch"] = st_torch(m, docs, queries, args, torch_default)
         vecs["st-onnx"], res["st-onnx"] = st[m]

@@ -255,3 +255,19 @@ def test_serve_state_uses_the_recorded_backend(onnx_index):
     assert state._doc_encoder.backend == "onnx" and state._doc_encoder.threads == 1
     state = ServerState(ServeConfig(str(onnx_index), mode="sparse", threads=1, backend="torch"))
     assert state.retriever("sparse")._searcher.encoder.backend == "torch"
+
+
+def test_a_cold_cli_search_on_an_onnx_index_never_imports_torch(onnx_index):
+    """The point of a cached graph: `lsr search` starts, encodes and answers with ONNX Runtime and tokenizers
+    only (importing torch alone takes over a second)."""
+    import subprocess
+    import sys
+    code = ("import sys; from lsr.cli.app import main; sys.argv = ['lsr', 'search', sys.argv[1], 'vitamin D and "
+            "fractures', '-k', '3']\ntry:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+            "print('HEAVY', sorted(m for m in ('torch', 'transformers', 'sentence_transformers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code, str(onnx_index)], capture_output=True, text=True, timeout=120,
+                         env=dict(os.environ))
+    assert out.returncode == 0, out.stderr
+    assert "HEAVY []" in out.stdout, out.stdout + out.stderr
+    import re
+    assert re.search(r"\bd\d+\b", out.stdout), out.stdout  # it printed hits (doc ids d0, d1, ...)

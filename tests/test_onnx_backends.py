@@ -160,3 +160,20 @@ def test_two_threads_load_two_torch_models_at_once():
             dense = pool.submit(DenseEncoder, "minilm")
             assert sparse.result().encode_queries(["bone"]).nnz > 0
             assert dense.result().encode(["bone"]).shape == (1, 384)
+
+
+@needs_shared
+def test_duplicate_texts_get_identical_vectors_whatever_their_batch(texts, splade_tiny):
+    """A document and its copy score exactly alike (not 1e-6 apart after landing in batches of different
+    padding), on every backend; progress still counts every text."""
+    batch = texts[:40] + [texts[3]] + texts[40:] + [texts[3], texts[10]]
+    for enc in (splade_tiny, load_encoder("splade-tiny", backend="onnx")):
+        done = []
+        v = enc.encode(batch, batch_size=8, progress=done.append)
+        assert sum(done) == len(batch) and len(v) == len(batch)
+        rows = dense_rows(v)
+        assert np.array_equal(rows[3], rows[40]) and np.array_equal(rows[3], rows[-2])
+        assert np.array_equal(rows[10], rows[-1])
+    for enc in (DenseEncoder("minilm"), DenseEncoder("minilm", backend="onnx")):
+        e = enc.encode(batch)
+        assert np.array_equal(e[3], e[40]) and np.array_equal(e[10], e[-1])

@@ -173,6 +173,23 @@ def test_quantised_dense_kernels_score_exactly_what_is_stored():
         assert np.allclose(s2, -np.sort(-masked, 1)[:, :20], rtol=1e-5, atol=1e-3 * np.abs(want).max()), dtype
 
 
+def test_both_float16_conversions_widen_exactly():
+    """The hardware conversion (F16C / ARM, when the CPU has it) and the integer-shift one read every float16
+    exactly: a one-hot query picks single stored values, which must come back bit for bit."""
+    from lsr.kernels import dense as k
+    special = np.array([0.0, -0.0, 6e-8, -6e-8, 3e-7, 1e-5, -2.5, 65504.0, -65504.0, 1 / 3], np.float16)
+    bits = np.tile(special, (3, 1)).view(np.uint16)
+    q = np.eye(len(special), dtype=np.float32)
+    rows = np.arange(3)
+    want = np.tile(special.astype(np.float32), (3, 1)).T
+    kernels = [lambda: k._scores_half_shift(bits, rows, q * k.HALF_SCALE)]
+    if k.HARDWARE_HALF:
+        kernels.append(lambda: k._scores_half_hw(bits, rows, q))
+    for run in kernels:
+        got = run()
+        assert np.array_equal(got, want)  # subnormals too (a sum starting at +0 cannot keep a -0 sign)
+
+
 def test_dense_int8_and_float16_search_close_to_float32_and_round_trip(tmp_path):
     rng = np.random.default_rng(1)
     x = rng.normal(size=(2000, 64)).astype(np.float32)

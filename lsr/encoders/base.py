@@ -58,3 +58,16 @@ class Encoder(Protocol):
         """The length of ``text`` in the encoder's own units (tokens, or analysed terms for BM25)
         before truncation: compare with ``max_length`` to see what a long text loses."""
         ...
+
+
+def distinct(texts: Sequence[str]):
+    """(the distinct texts in first-seen order, each text's position among them), or None when all differ.
+
+    Encoders encode each distinct text once: a vector then never depends on the batch its text landed in
+    (float32 kernels round differently with the batch's padding and shape, so two copies of one document
+    could score 1e-6 apart and swap with a copy that is judged), and duplicates cost nothing.
+    """
+    import numpy as np
+    first: dict[str, int] = {}
+    where = np.fromiter((first.setdefault(t, len(first)) for t in texts), dtype=np.int64, count=len(texts))
+    return None if len(first) == len(texts) else (list(first), where)

@@ -96,7 +96,14 @@ class OnnxSpladeEncoder:
     def encode(self, texts: Sequence[str], batch_size: int | None = None, progress=None):
         """SPLADE vectors of ``texts``, in input order; ``progress(n)`` after each batch."""
         from ..sparse import SparseVectors
+        from .base import distinct
         texts = list(texts)
+        dup = distinct(texts)
+        if dup is not None:  # each distinct text once (base.distinct says why)
+            out = self.encode(dup[0], batch_size, progress)[dup[1]]
+            if progress:
+                progress(len(texts) - len(dup[0]))
+            return out
         n = len(texts)
         rows: list = [None] * n
         for idx, ids, mask in self.tokens.batches(texts, batch_size or self.batch_size):

@@ -115,10 +115,10 @@ class DenseIndex:
             q = q * self.scale  # fold the per-dimension int8 scale into the query
         quantised = self.dtype != "float32"
         if quantised:  # scored by the kernels straight from the stored bytes, no float32 copy of the matrix
-            from ..kernels.dense import HALF_SCALE, scores_half, scores_int8
+            from ..kernels.dense import scores_half, scores_int8
             stored = self.data.view(np.uint16) if self.dtype == "float16" else self.data
             kernel = scores_half if self.dtype == "float16" else scores_int8
-            q = np.ascontiguousarray(q * HALF_SCALE if self.dtype == "float16" else q, dtype=np.float32)
+            q = np.ascontiguousarray(q, dtype=np.float32)
         best_s = np.full((len(q), 0), -np.inf, dtype=np.float32)
         best_d = np.zeros((len(q), 0), dtype=np.int64)
         for start in range(0, n, chunk):
