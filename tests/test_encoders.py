@@ -100,3 +100,32 @@ def test_encode_refuses_other_settings(splade_tiny, tmp_path, fixtures_dir):
         encode_corpus(ds, splade_tiny, tmp_path / "v", shard_size=3, progress=False)
     meta = json.loads((tmp_path / "v" / "encode.json").read_text())
     assert meta["complete"] and meta["docs"] == 4 and meta["model"] == "splade-tiny"
+
+
+def test_a_copy_of_a_document_in_a_later_chunk_gets_its_twins_vector(splade_tiny, tmp_path):
+    """Two documents with one text score exactly alike even when the copy is encoded in another chunk (a
+    float32 vector moves by ~1e-6 with its batch's padding, enough to swap the twins in a ranking)."""
+    from lsr.encoders.shards import encode_corpus
+
+    class PaddingSensitive:  # the real encoder, plus a per-call wobble: what batch-dependent rounding does
+        def __init__(self, inner):
+            self.inner, self.calls = inner, 0
+            self.name, self.kind, self.vocab, self.max_length = inner.name, inner.kind, inner.vocab, inner.max_length
+
+        def encode_documents(self, texts, progress=None):
+            self.calls += 1
+            v = self.inner.encode_documents(texts)
+            return SparseVectors(v.indptr, v.indices, v.values * (1 + 1e-6 * self.calls), v.vocab)
+
+    docs = [{"_id": f"d{i}", "text": t} for i, t in enumerate(
+        ["vitamin d and bones", "smoking and lungs", "exercise and the heart", "sleep and memory",
+         "smoking and lungs", "gene expression", "vitamin d and bones"])]
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("".join(json.dumps(d) + "\n" for d in docs))
+    enc = PaddingSensitive(splade_tiny)
+    encode_corpus(load_dataset(corpus), enc, tmp_path / "v", chunk=2, progress=False)
+    ids, vectors = read_vectors(sorted((tmp_path / "v").glob("*.parquet")))
+    rows = dict(zip(ids, vectors.to_scipy().toarray()))
+    assert enc.calls == 4
+    assert (rows["d1"] == rows["d4"]).all() and (rows["d0"] == rows["d6"]).all()
+    assert not (rows["d2"] == rows["d3"]).all()

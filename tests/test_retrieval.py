@@ -182,11 +182,11 @@ def test_both_float16_conversions_widen_exactly():
     q = np.eye(len(special), dtype=np.float32)
     rows = np.arange(3)
     want = np.tile(special.astype(np.float32), (3, 1)).T
-    kernels = [lambda: k._scores_half_shift(bits, rows, q * k.HALF_SCALE)]
+    kernels = [(f, q * k.HALF_SCALE) for f in k._KERNELS["shift"]]  # serial and over threads
     if k.HARDWARE_HALF:
-        kernels.append(lambda: k._scores_half_hw(bits, rows, q))
-    for run in kernels:
-        got = run()
+        kernels += [(f, q) for f in k._KERNELS["hw"]]
+    for kernel, query in kernels:
+        got = kernel(bits, rows, query)
         assert np.array_equal(got, want)  # subnormals too (a sum starting at +0 cannot keep a -0 sign)
 
 

@@ -146,12 +146,22 @@ def _encode_shards(dataset, encoder, out: Path, shard_size: int, chunk: int, pro
             batch = list(islice(docs, shard_size))
             if not batch:
                 break
+            # A copy of a document met in an earlier chunk of this shard takes that vector: float32 kernels
+            # round with the batch's padding, so encoding it again could score it 1e-6 off its twin.
+            first: dict[str, int] = {}
+            origin = [first.setdefault(d.full_text, i) for i, d in enumerate(batch)]
+            twins = {o for i, o in enumerate(origin) if o != i}
+            kept = {}
             with VectorWriter(out / shard_name(shard), encoder.vocab,
                               {"model": encoder.name}) as writer:
                 for start in range(0, len(batch), chunk):
                     part = batch[start:start + chunk]
                     texts = [d.full_text for d in part]
                     vectors = encoder.encode_documents(texts, progress=bar.update)
+                    if any(origin[start + j] < start for j in range(len(part))):
+                        vectors = type(vectors).concat([kept[origin[start + j]] if origin[start + j] < start
+                                                        else vectors[j:j + 1] for j in range(len(part))])
+                    kept.update({start + j: vectors[j:j + 1] for j in range(len(part)) if start + j in twins})
                     # A neural encoder gives an empty text terms of its own (splade-tiny: 'is', 'means', ...):
                     # an empty document must match nothing, so its row is emptied.
                     vectors = vectors.clear_rows([i for i, t in enumerate(texts) if not t.strip()])

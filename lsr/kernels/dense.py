@@ -48,7 +48,10 @@ def _half_to_float(typingctx, bits):
     return types.float32(types.uint16), codegen
 
 
-@njit(cache=True, parallel=True, fastmath={"reassoc", "contract"})  # reassociation lets LLVM vectorise sums
+FAST = {"reassoc", "contract"}  # reassociation lets LLVM vectorise the sums
+PARALLEL_FROM = 1 << 20  # stored values per call from which threads pay for their start (~20-50 us)
+
+
 def _scores_half_hw(bits, rows, q):
     m, d = q.shape
     out = np.empty((m, len(rows)), np.float32)
@@ -62,7 +65,6 @@ def _scores_half_hw(bits, rows, q):
     return out
 
 
-@njit(cache=True, parallel=True, fastmath={"reassoc", "contract"})
 def _scores_half_shift(bits, rows, q):
     m, d = q.shape
     out = np.empty((m, len(rows)), np.float32)
@@ -81,18 +83,7 @@ def _scores_half_shift(bits, rows, q):
     return out
 
 
-def scores_half(bits, rows, q):
-    """(n_queries, len(rows)) scores of stored float16 rows ``bits`` (their uint16 view) for float32 queries
-    ``q``; ``rows``: the row numbers to score."""
-    if HARDWARE_HALF:
-        return _scores_half_hw(bits, rows, q)
-    return _scores_half_shift(bits, rows, np.ascontiguousarray(q * HALF_SCALE, dtype=np.float32))
-
-
-@njit(cache=True, parallel=True, fastmath={"reassoc", "contract"})
-def scores_int8(codes, rows, q):
-    """(n_queries, len(rows)) scores of stored int8 rows ``codes`` for float32 queries ``q`` (each
-    dimension already multiplied by its scale)."""
+def _scores_int8(codes, rows, q):
     m, d = q.shape
     out = np.empty((m, len(rows)), np.float32)
     for t in prange(len(rows)):
@@ -103,3 +94,27 @@ def scores_int8(codes, rows, q):
                 s += np.float32(src[j]) * q[i, j]
             out[i, t] = s
     return out
+
+
+# Each kernel compiled twice: over threads (prange) for big scans, serial (prange runs as range) for small ones.
+_KERNELS = {name: (njit(cache=True, fastmath=FAST)(f), njit(cache=True, parallel=True, fastmath=FAST)(f))
+            for name, f in (("hw", _scores_half_hw), ("shift", _scores_half_shift), ("int8", _scores_int8))}
+
+
+def _run(name, stored, rows, q):
+    serial, parallel = _KERNELS[name]
+    return (parallel if len(rows) * stored.shape[1] >= PARALLEL_FROM else serial)(stored, rows, q)
+
+
+def scores_half(bits, rows, q):
+    """(n_queries, len(rows)) scores of stored float16 rows ``bits`` (their uint16 view) for float32 queries
+    ``q``; ``rows``: the row numbers to score."""
+    if HARDWARE_HALF:
+        return _run("hw", bits, rows, q)
+    return _run("shift", bits, rows, np.ascontiguousarray(q * HALF_SCALE, dtype=np.float32))
+
+
+def scores_int8(codes, rows, q):
+    """(n_queries, len(rows)) scores of stored int8 rows ``codes`` for float32 queries ``q`` (each
+    dimension already multiplied by its scale)."""
+    return _run("int8", codes, rows, q)
