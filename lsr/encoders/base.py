@@ -60,8 +60,9 @@ class Encoder(Protocol):
         ...
 
 
-def distinct(texts: Sequence[str]):
-    """(the distinct texts in first-seen order, each text's position among them), or None when all differ.
+def encode_distinct(texts: Sequence[str], encode: Callable, progress=None):
+    """``encode`` run on the distinct texts only, its rows expanded back to every text (``progress`` told of the
+    copies too); None when all texts differ, for the caller to encode them as they are.
 
     Encoders encode each distinct text once: a vector then never depends on the batch its text landed in
     (float32 kernels round differently with the batch's padding and shape, so two copies of one document
@@ -70,4 +71,9 @@ def distinct(texts: Sequence[str]):
     import numpy as np
     first: dict[str, int] = {}
     where = np.fromiter((first.setdefault(t, len(first)) for t in texts), dtype=np.int64, count=len(texts))
-    return None if len(first) == len(texts) else (list(first), where)
+    if len(first) == len(texts):
+        return None
+    out = encode(list(first))[where]
+    if callable(progress):
+        progress(len(texts) - len(first))
+    return out

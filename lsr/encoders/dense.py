@@ -40,13 +40,10 @@ class DenseEncoder:
         self.dim = int(dim())
 
     def encode(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
-        from .base import distinct
+        from .base import encode_distinct
         texts = list(texts)
-        dup = distinct(texts)
-        if dup is not None:  # each distinct text once (base.distinct says why)
-            out = self.encode(dup[0], progress)[dup[1]]
-            if callable(progress):
-                progress(len(texts) - len(dup[0]))
+        out = encode_distinct(texts, lambda t: self.encode(t, progress), progress)  # each distinct text once
+        if out is not None:
             return out
         if self._onnx is not None:
             emb = self._onnx.encode(texts, self.batch_size, progress if callable(progress) else None)

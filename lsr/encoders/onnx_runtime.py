@@ -96,13 +96,10 @@ class OnnxSpladeEncoder:
     def encode(self, texts: Sequence[str], batch_size: int | None = None, progress=None):
         """SPLADE vectors of ``texts``, in input order; ``progress(n)`` after each batch."""
         from ..sparse import SparseVectors
-        from .base import distinct
+        from .base import encode_distinct
         texts = list(texts)
-        dup = distinct(texts)
-        if dup is not None:  # each distinct text once (base.distinct says why)
-            out = self.encode(dup[0], batch_size, progress)[dup[1]]
-            if progress:
-                progress(len(texts) - len(dup[0]))
+        out = encode_distinct(texts, lambda t: self.encode(t, batch_size, progress), progress)  # each distinct text once
+        if out is not None:
             return out
         n = len(texts)
         rows: list = [None] * n

@@ -103,12 +103,9 @@ class SpladeEncoder:
         texts = list(texts)
         if not texts:
             return SparseVectors(np.zeros(1, np.int64), [], [], self.vocab)
-        from .base import distinct
-        dup = distinct(texts)
-        if dup is not None:  # each distinct text once (base.distinct says why)
-            out = self.encode(dup[0], batch_size, progress)[dup[1]]
-            if progress:
-                progress(len(texts) - len(dup[0]))
+        from .base import encode_distinct
+        out = encode_distinct(texts, lambda t: self.encode(t, batch_size, progress), progress)  # each distinct text once
+        if out is not None:
             return out
         from .backends import default_threads, set_torch_threads
         set_torch_threads(self.threads or (1 if len(texts) == 1 else default_threads()))
